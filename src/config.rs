@@ -1,0 +1,731 @@
+//! Filter configuration: JSON in Envoy `jwt_authn` vocabulary, parsed with
+//! unknown fields denied, then validated into the typed [`Policy`] that the
+//! request path uses. Every error names the field path it is about.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::jwks::{Alg, KeySet, SkippedKey};
+
+/// Upper bound on the configuration document, in bytes.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+/// Default and bounds of `clock_skew_seconds`.
+pub const DEFAULT_CLOCK_SKEW: u64 = 60;
+pub const MAX_CLOCK_SKEW: u64 = 600;
+/// Default and bounds of `max_token_bytes`.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const MAX_MAX_TOKEN_BYTES: usize = 64 * 1024;
+
+// ---------------------------------------------------------------------------
+// Raw, as written by the user.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    rules: Option<Vec<RawRule>>,
+    #[serde(default)]
+    max_token_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    issuer: String,
+    #[serde(default)]
+    audiences: Option<Vec<String>>,
+    #[serde(default)]
+    local_jwks: Option<RawDataSource>,
+    #[serde(default)]
+    from_headers: Option<Vec<RawHeader>>,
+    #[serde(default)]
+    from_params: Option<Vec<String>>,
+    #[serde(default)]
+    from_cookies: Option<Vec<String>>,
+    #[serde(default)]
+    clock_skew_seconds: Option<i64>,
+    #[serde(default)]
+    certificate_binding: Option<String>,
+    #[serde(default)]
+    forward: Option<bool>,
+    #[serde(default)]
+    claim_to_headers: Option<Vec<RawClaimToHeader>>,
+    #[serde(default)]
+    forward_payload_header: Option<String>,
+    #[serde(default)]
+    thumbprint_header: Option<String>,
+    #[serde(default)]
+    require_expiration: Option<bool>,
+    #[serde(default)]
+    max_lifetime_seconds: Option<i64>,
+    #[serde(default)]
+    token_types: Option<Vec<String>>,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataSource {
+    #[serde(default)]
+    inline_string: Option<String>,
+    #[serde(default)]
+    environment_variable: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    name: String,
+    #[serde(default)]
+    value_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClaimToHeader {
+    claim_name: String,
+    header_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    matcher: RawMatch,
+    #[serde(default)]
+    requires: Option<RawRequirement>,
+    #[serde(default)]
+    required_scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequirement {
+    #[serde(default)]
+    provider_name: Option<String>,
+    #[serde(default)]
+    requires_any: Option<RawRequirementList>,
+    #[serde(default)]
+    requires_all: Option<RawRequirementList>,
+    #[serde(default)]
+    allow_missing: Option<Empty>,
+    #[serde(default)]
+    allow_missing_or_failed: Option<Empty>,
+}
+
+/// `{"requirements": [...]}` as in jwt_authn, or a bare list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRequirementList {
+    Wrapped(RawRequirementsWrapper),
+    Bare(Vec<RawRequirement>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequirementsWrapper {
+    requirements: Vec<RawRequirement>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+// ---------------------------------------------------------------------------
+// Validated policy.
+// ---------------------------------------------------------------------------
+
+/// A configuration error, naming the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "invalid configuration: {}", self.message)
+        } else {
+            write!(f, "invalid configuration at {}: {}", self.field, self.message)
+        }
+    }
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// How a provider treats the `cnf` claim (RFC 8705 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingMode {
+    /// Every token must carry `cnf.x5t#S256` matching the client certificate.
+    Required,
+    /// A token without `cnf` is a plain bearer token; one with `cnf` must match.
+    WhenPresent,
+}
+
+/// Where a provider looks for its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A request header (lowercase name) and the prefix before the token.
+    Header { name: String, prefix: String },
+    /// A query parameter.
+    Param(String),
+    /// A cookie.
+    Cookie(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToHeader {
+    /// The claim path, split at dots: `a.b` is `{"a": {"b": …}}`.
+    pub claim: Vec<String>,
+    pub header: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub keys: KeySet,
+    pub skipped_keys: Vec<SkippedKey>,
+    pub sources: Vec<TokenSource>,
+    pub clock_skew: u64,
+    pub binding: BindingMode,
+    pub forward: bool,
+    pub claim_to_headers: Vec<ClaimToHeader>,
+    pub forward_payload_header: Option<String>,
+    pub thumbprint_header: Option<String>,
+    pub require_expiration: bool,
+    pub max_lifetime: Option<u64>,
+    /// Lowercase media types without the `application/` prefix.
+    pub token_types: Vec<String>,
+    pub algorithms: Vec<Alg>,
+}
+
+impl Provider {
+    /// Header names this provider writes upstream; stripped from every request.
+    pub fn output_headers(&self) -> impl Iterator<Item = &str> {
+        self.claim_to_headers
+            .iter()
+            .map(|c| c.header.as_str())
+            .chain(self.forward_payload_header.as_deref())
+            .chain(self.thumbprint_header.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+}
+
+impl PathMatch {
+    /// Matches the path part of `:path` (before any `?` or `#`).
+    pub fn matches(&self, path: &str) -> bool {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        match self {
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => path == p,
+        }
+    }
+}
+
+/// What a route requires, in jwt_authn terms. Providers are indices into
+/// [`Policy::providers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    Provider(usize),
+    Any(Vec<Requirement>),
+    All(Vec<Requirement>),
+    AllowMissing,
+    AllowMissingOrFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub matcher: PathMatch,
+    /// `None`: the route is public.
+    pub requires: Option<Requirement>,
+    pub required_scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub providers: Vec<Provider>,
+    pub rules: Vec<Rule>,
+    pub max_token_bytes: usize,
+    by_issuer: HashMap<String, usize>,
+    /// Every header name any provider writes upstream, lowercase.
+    pub output_headers: Vec<String>,
+}
+
+impl Policy {
+    pub fn provider_by_issuer(&self, iss: &str) -> Option<usize> {
+        self.by_issuer.get(iss).copied()
+    }
+
+    /// The first rule that matches `path`; `None` when rules exist and none
+    /// matches (the request is not checked), as in jwt_authn.
+    pub fn rule_for(&self, path: &str) -> RuleMatch<'_> {
+        if self.rules.is_empty() {
+            return RuleMatch::Default;
+        }
+        match self.rules.iter().find(|r| r.matcher.matches(path)) {
+            Some(rule) => RuleMatch::Rule(rule),
+            None => RuleMatch::NoMatch,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum RuleMatch<'a> {
+    /// No rules configured: a valid token from any provider is required.
+    Default,
+    Rule(&'a Rule),
+    /// Rules are configured and none matches: the request is not checked.
+    NoMatch,
+}
+
+/// Where the validator reads values that live outside the JSON (the VM's
+/// environment variables). Kept as a trait so validation stays pure.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+impl<F: Fn(&str) -> Option<String>> Environment for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// Parses and validates the filter configuration.
+pub fn parse(bytes: &[u8], env: &dyn Environment) -> Result<Policy, ConfigError> {
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(err(
+            "",
+            format!("configuration is over {MAX_CONFIG_BYTES} bytes"),
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        err(field, strip_position(&e.inner().to_string()))
+    })?;
+    validate(raw, env)
+}
+
+/// serde_json appends " at line L column C"; the field path says more.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg.get(..i).unwrap_or(msg).to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError> {
+    if raw.providers.is_empty() {
+        return Err(err("providers", "at least one provider is required"));
+    }
+    let max_token_bytes = match raw.max_token_bytes {
+        None => DEFAULT_MAX_TOKEN_BYTES,
+        Some(n) if (256..=MAX_MAX_TOKEN_BYTES).contains(&n) => n,
+        Some(_) => {
+            return Err(err(
+                "max_token_bytes",
+                format!("must be between 256 and {MAX_MAX_TOKEN_BYTES}"),
+            ));
+        }
+    };
+    let mut providers = Vec::new();
+    let mut by_issuer = HashMap::new();
+    let mut names = HashMap::new();
+    for (name, rp) in raw.providers {
+        let at = format!("providers.{name}");
+        if name.is_empty() {
+            return Err(err("providers", "provider names must not be empty"));
+        }
+        let p = validate_provider(&at, name.clone(), rp, env)?;
+        if let Some(other) = by_issuer.insert(p.issuer.clone(), providers.len()) {
+            let other = providers.get(other).map_or("?", |o: &Provider| o.name.as_str());
+            return Err(err(
+                format!("{at}.issuer"),
+                format!("issuer is also used by provider \"{other}\""),
+            ));
+        }
+        names.insert(name, providers.len());
+        providers.push(p);
+    }
+    let mut rules = Vec::new();
+    for (i, rr) in raw.rules.unwrap_or_default().into_iter().enumerate() {
+        rules.push(validate_rule(&format!("rules[{i}]"), rr, &names)?);
+    }
+    let mut output_headers: Vec<String> = providers
+        .iter()
+        .flat_map(|p| p.output_headers().map(str::to_string))
+        .collect();
+    output_headers.sort();
+    output_headers.dedup();
+    Ok(Policy {
+        providers,
+        rules,
+        max_token_bytes,
+        by_issuer,
+        output_headers,
+    })
+}
+
+fn validate_provider(
+    at: &str,
+    name: String,
+    rp: RawProvider,
+    env: &dyn Environment,
+) -> Result<Provider, ConfigError> {
+    if rp.issuer.is_empty() {
+        return Err(err(format!("{at}.issuer"), "must not be empty"));
+    }
+    let audiences = rp.audiences.unwrap_or_default();
+    for (i, a) in audiences.iter().enumerate() {
+        if a.is_empty() {
+            return Err(err(format!("{at}.audiences[{i}]"), "must not be empty"));
+        }
+    }
+    let (keys, skipped_keys) = validate_jwks(&format!("{at}.local_jwks"), rp.local_jwks, env)?;
+
+    let mut sources = Vec::new();
+    let headers_given = rp.from_headers.is_some();
+    for (i, h) in rp.from_headers.unwrap_or_default().into_iter().enumerate() {
+        let name = header_name(&format!("{at}.from_headers[{i}].name"), &h.name)?;
+        sources.push(TokenSource::Header {
+            name,
+            prefix: h.value_prefix.unwrap_or_default(),
+        });
+    }
+    for (i, p) in rp.from_params.unwrap_or_default().into_iter().enumerate() {
+        if p.is_empty() {
+            return Err(err(format!("{at}.from_params[{i}]"), "must not be empty"));
+        }
+        sources.push(TokenSource::Param(p));
+    }
+    for (i, c) in rp.from_cookies.unwrap_or_default().into_iter().enumerate() {
+        if c.is_empty() || c.contains([';', '=', ' ']) {
+            return Err(err(
+                format!("{at}.from_cookies[{i}]"),
+                "must be a cookie name",
+            ));
+        }
+        sources.push(TokenSource::Cookie(c));
+    }
+    if sources.is_empty() {
+        if headers_given {
+            return Err(err(
+                format!("{at}.from_headers"),
+                "no token location: give from_headers, from_params or from_cookies",
+            ));
+        }
+        // jwt_authn's default: `Authorization: Bearer <token>` (RFC 6750 §2.1).
+        sources.push(TokenSource::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        });
+    }
+
+    let clock_skew = match rp.clock_skew_seconds {
+        None => DEFAULT_CLOCK_SKEW,
+        Some(s) if s < 0 => {
+            return Err(err(
+                format!("{at}.clock_skew_seconds"),
+                "must not be negative",
+            ));
+        }
+        Some(s) if s as u64 > MAX_CLOCK_SKEW => {
+            return Err(err(
+                format!("{at}.clock_skew_seconds"),
+                format!("must be at most {MAX_CLOCK_SKEW}"),
+            ));
+        }
+        Some(s) => s as u64,
+    };
+    let binding = match rp.certificate_binding.as_deref() {
+        None | Some("required") => BindingMode::Required,
+        Some("when_present") => BindingMode::WhenPresent,
+        Some(other) => {
+            return Err(err(
+                format!("{at}.certificate_binding"),
+                format!("unknown value \"{other}\": expected \"required\" or \"when_present\""),
+            ));
+        }
+    };
+    let mut claim_to_headers = Vec::new();
+    for (i, c) in rp.claim_to_headers.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("{at}.claim_to_headers[{i}]");
+        if c.claim_name.is_empty() || c.claim_name.split('.').any(str::is_empty) {
+            return Err(err(format!("{field}.claim_name"), "must be a claim path"));
+        }
+        let header = header_name(&format!("{field}.header_name"), &c.header_name)?;
+        claim_to_headers.push(ClaimToHeader {
+            claim: c.claim_name.split('.').map(str::to_string).collect(),
+            header,
+        });
+    }
+    let forward_payload_header = rp
+        .forward_payload_header
+        .map(|h| header_name(&format!("{at}.forward_payload_header"), &h))
+        .transpose()?;
+    let thumbprint_header = rp
+        .thumbprint_header
+        .map(|h| header_name(&format!("{at}.thumbprint_header"), &h))
+        .transpose()?;
+    for s in &sources {
+        if let TokenSource::Header { name, .. } = s {
+            let clash = claim_to_headers.iter().any(|c| &c.header == name)
+                || forward_payload_header.as_ref() == Some(name)
+                || thumbprint_header.as_ref() == Some(name);
+            if clash {
+                return Err(err(
+                    format!("{at}.from_headers"),
+                    format!("header \"{name}\" is both a token source and an output header"),
+                ));
+            }
+        }
+    }
+    let max_lifetime = match rp.max_lifetime_seconds {
+        None => None,
+        Some(s) if s <= 0 => {
+            return Err(err(
+                format!("{at}.max_lifetime_seconds"),
+                "must be positive",
+            ));
+        }
+        Some(s) => Some(s as u64),
+    };
+    let mut token_types = Vec::new();
+    for (i, t) in rp.token_types.unwrap_or_default().into_iter().enumerate() {
+        let t = normalize_media_type(&t);
+        if t.is_empty() {
+            return Err(err(format!("{at}.token_types[{i}]"), "must not be empty"));
+        }
+        token_types.push(t);
+    }
+    let algorithms = match rp.algorithms {
+        None => Alg::ALL.to_vec(),
+        Some(list) => {
+            if list.is_empty() {
+                return Err(err(format!("{at}.algorithms"), "must not be empty"));
+            }
+            let mut algs = Vec::new();
+            for (i, a) in list.iter().enumerate() {
+                let alg = Alg::from_name(a).ok_or_else(|| {
+                    err(
+                        format!("{at}.algorithms[{i}]"),
+                        format!("unknown or unsupported algorithm \"{a}\""),
+                    )
+                })?;
+                algs.push(alg);
+            }
+            algs
+        }
+    };
+    Ok(Provider {
+        name,
+        issuer: rp.issuer,
+        audiences,
+        keys,
+        skipped_keys,
+        sources,
+        clock_skew,
+        binding,
+        forward: rp.forward.unwrap_or(false),
+        claim_to_headers,
+        forward_payload_header,
+        thumbprint_header,
+        require_expiration: rp.require_expiration.unwrap_or(true),
+        max_lifetime,
+        token_types,
+        algorithms,
+    })
+}
+
+fn validate_jwks(
+    at: &str,
+    src: Option<RawDataSource>,
+    env: &dyn Environment,
+) -> Result<(KeySet, Vec<SkippedKey>), ConfigError> {
+    let src = src.ok_or_else(|| err(at, "a key source is required"))?;
+    let text = match (src.inline_string, src.environment_variable) {
+        (Some(s), None) => s,
+        (None, Some(var)) => env.var(&var).ok_or_else(|| {
+            err(
+                format!("{at}.environment_variable"),
+                format!("environment variable \"{var}\" is not set in the VM"),
+            )
+        })?,
+        _ => {
+            return Err(err(
+                at,
+                "exactly one of inline_string or environment_variable is required",
+            ));
+        }
+    };
+    KeySet::parse(&text).map_err(|e| err(at, e.to_string()))
+}
+
+/// Header names are lowercase tokens (RFC 9110 §5.1); pseudo-headers are refused.
+fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        });
+    if !ok {
+        return Err(err(field, format!("\"{name}\" is not a valid header name")));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// RFC 9068 §4 / RFC 8725 §3.11: `typ` compares case-insensitively, and the
+/// `application/` prefix may be left out (RFC 7515 §4.1.9).
+pub fn normalize_media_type(t: &str) -> String {
+    let lower = t.trim().to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_string(),
+        None => lower,
+    }
+}
+
+fn validate_rule(
+    at: &str,
+    rr: RawRule,
+    names: &HashMap<String, usize>,
+) -> Result<Rule, ConfigError> {
+    let matcher = match (rr.matcher.prefix, rr.matcher.path) {
+        (Some(p), None) if p.starts_with('/') => PathMatch::Prefix(p),
+        (None, Some(p)) if p.starts_with('/') => PathMatch::Exact(p),
+        (Some(_), None) => return Err(err(format!("{at}.match.prefix"), "must start with /")),
+        (None, Some(_)) => return Err(err(format!("{at}.match.path"), "must start with /")),
+        _ => {
+            return Err(err(
+                format!("{at}.match"),
+                "exactly one of prefix or path is required",
+            ));
+        }
+    };
+    let requires = rr
+        .requires
+        .map(|r| validate_requirement(&format!("{at}.requires"), r, names, 0))
+        .transpose()?;
+    let mut required_scopes = Vec::new();
+    for (i, s) in rr.required_scopes.unwrap_or_default().into_iter().enumerate() {
+        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        let ok = !s.is_empty()
+            && s
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !ok {
+            return Err(err(
+                format!("{at}.required_scopes[{i}]"),
+                "must be a scope token (RFC 6749 §3.3)",
+            ));
+        }
+        required_scopes.push(s);
+    }
+    if !required_scopes.is_empty() && requires.is_none() {
+        return Err(err(
+            format!("{at}.required_scopes"),
+            "a public route (no requires) cannot require scopes",
+        ));
+    }
+    Ok(Rule {
+        matcher,
+        requires,
+        required_scopes,
+    })
+}
+
+const MAX_REQUIREMENT_DEPTH: usize = 8;
+
+fn validate_requirement(
+    at: &str,
+    r: RawRequirement,
+    names: &HashMap<String, usize>,
+    depth: usize,
+) -> Result<Requirement, ConfigError> {
+    if depth > MAX_REQUIREMENT_DEPTH {
+        return Err(err(at, "requirements nested too deeply"));
+    }
+    let given = [
+        r.provider_name.is_some(),
+        r.requires_any.is_some(),
+        r.requires_all.is_some(),
+        r.allow_missing.is_some(),
+        r.allow_missing_or_failed.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given != 1 {
+        return Err(err(
+            at,
+            "exactly one of provider_name, requires_any, requires_all, allow_missing, allow_missing_or_failed is required",
+        ));
+    }
+    if let Some(name) = r.provider_name {
+        return names
+            .get(&name)
+            .map(|i| Requirement::Provider(*i))
+            .ok_or_else(|| {
+                err(
+                    format!("{at}.provider_name"),
+                    format!("unknown provider \"{name}\""),
+                )
+            });
+    }
+    if r.allow_missing.is_some() {
+        return Ok(Requirement::AllowMissing);
+    }
+    if r.allow_missing_or_failed.is_some() {
+        return Ok(Requirement::AllowMissingOrFailed);
+    }
+    let (kind, list) = match (r.requires_any, r.requires_all) {
+        (Some(l), None) => ("requires_any", l),
+        (None, Some(l)) => ("requires_all", l),
+        _ => return Err(err(at, "internal: requirement kind")),
+    };
+    let list = match list {
+        RawRequirementList::Wrapped(w) => w.requirements,
+        RawRequirementList::Bare(v) => v,
+    };
+    if list.is_empty() {
+        return Err(err(format!("{at}.{kind}"), "must not be empty"));
+    }
+    let mut out = Vec::new();
+    for (i, item) in list.into_iter().enumerate() {
+        out.push(validate_requirement(
+            &format!("{at}.{kind}[{i}]"),
+            item,
+            names,
+            depth + 1,
+        )?);
+    }
+    Ok(if kind == "requires_any" {
+        Requirement::Any(out)
+    } else {
+        Requirement::All(out)
+    })
+}

@@ -1,0 +1,537 @@
+//! The request decision: which rule applies, where the token is, whether it
+//! verifies and is bound to the client certificate (RFC 8705 §3), whether
+//! it grants the route's scopes, and what goes upstream.
+//!
+//! Pure: the request facts, the client certificate and `now` come in; a
+//! [`Decision`] comes out. The proxy-wasm glue applies it.
+
+use serde_json::Value;
+
+use crate::binding::Thumbprint;
+use crate::config::{BindingMode, Policy, Provider, Requirement, RuleMatch, TokenSource};
+use crate::error::AuthError;
+use crate::jwt::{self, VerifiedToken};
+
+/// Upper bound on a header value or `:path` the decision will read.
+pub const MAX_HEADER_VALUE_BYTES: usize = 64 * 1024;
+
+/// The client certificate of the request, read lazily: a public route never
+/// pays for it.
+pub trait ClientCertificate {
+    /// The SHA-256 thumbprint of the client's leaf certificate, or `None`
+    /// when the connection presented none (or it could not be read).
+    fn thumbprint(&mut self) -> Option<Thumbprint>;
+}
+
+impl ClientCertificate for Option<Thumbprint> {
+    fn thumbprint(&mut self) -> Option<Thumbprint> {
+        *self
+    }
+}
+
+/// What the decision reads of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `:path`, query string included.
+    pub path: &'a str,
+    /// Request headers; names lowercase as Envoy gives them.
+    pub headers: &'a [(String, String)],
+}
+
+/// A change to the request before it goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOp {
+    Remove(String),
+    Set(String, String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// The provider whose token was verified, if any.
+    pub provider: Option<usize>,
+    /// Applied in order.
+    pub ops: Vec<HeaderOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Allowed),
+    Deny {
+        error: AuthError,
+        /// The provider the token was routed to, when known.
+        provider: Option<usize>,
+    },
+}
+
+/// A token found in the request, and where.
+#[derive(Debug, Clone)]
+struct Found<'a> {
+    token: &'a str,
+    source: &'a TokenSource,
+}
+
+/// Decides one request.
+pub fn decide(
+    policy: &Policy,
+    req: Request<'_>,
+    cert: &mut dyn ClientCertificate,
+    now: i64,
+) -> Decision {
+    let (requirement, scopes) = match policy.rule_for(req.path) {
+        RuleMatch::NoMatch => return allow_unchecked(policy),
+        RuleMatch::Rule(rule) => match &rule.requires {
+            None => return allow_unchecked(policy),
+            Some(r) => (Some(r), rule.required_scopes.as_slice()),
+        },
+        RuleMatch::Default => (None, &[][..]),
+    };
+
+    let found = match find_token(policy, req) {
+        Ok(f) => f,
+        Err(error) => {
+            return Decision::Deny {
+                error,
+                provider: None,
+            };
+        }
+    };
+
+    let mut checker = Checker {
+        policy,
+        found: found.as_ref(),
+        cert,
+        now,
+        result: None,
+    };
+    let outcome = match requirement {
+        None => checker.any_provider(),
+        Some(r) => checker.evaluate(r),
+    };
+    let provider = checker.result.as_ref().and_then(|r| match r {
+        Ok(v) => Some(v.token.provider),
+        Err((_, p)) => *p,
+    });
+    let verified = match outcome {
+        Ok(v) => v,
+        Err(error) => return Decision::Deny { error, provider },
+    };
+    if !scopes.is_empty() {
+        match &verified {
+            Some(v) => {
+                if let Err(error) = check_scopes(&v.token, scopes) {
+                    return Decision::Deny { error, provider };
+                }
+            }
+            None => {
+                return Decision::Deny {
+                    error: AuthError::MissingToken,
+                    provider,
+                };
+            }
+        }
+    }
+    let mut ops = strip_output_headers(policy);
+    if let (Some(v), Some(f)) = (&verified, &found)
+        && let Some(p) = policy.providers.get(v.token.provider)
+    {
+        upstream_ops(p, v, f, req, &mut ops);
+    }
+    Decision::Allow(Allowed {
+        provider: verified.map(|v| v.token.provider),
+        ops,
+    })
+}
+
+fn allow_unchecked(policy: &Policy) -> Decision {
+    Decision::Allow(Allowed {
+        provider: None,
+        ops: strip_output_headers(policy),
+    })
+}
+
+/// Anti-spoofing: every header certbound may write upstream is first
+/// removed from the incoming request, whatever the outcome.
+fn strip_output_headers(policy: &Policy) -> Vec<HeaderOp> {
+    policy
+        .output_headers
+        .iter()
+        .map(|h| HeaderOp::Remove(h.clone()))
+        .collect()
+}
+
+/// A token that verified and, where it is bound, matched the certificate.
+#[derive(Debug, Clone)]
+struct Accepted {
+    token: VerifiedToken,
+    thumbprint: Option<Thumbprint>,
+}
+
+struct Checker<'p, 'r, 'c> {
+    policy: &'p Policy,
+    found: Option<&'r Found<'r>>,
+    cert: &'c mut dyn ClientCertificate,
+    now: i64,
+    /// The token is verified at most once; requirements share the result.
+    #[allow(clippy::type_complexity)]
+    result: Option<Result<Accepted, (AuthError, Option<usize>)>>,
+}
+
+impl Checker<'_, '_, '_> {
+    fn check(&mut self) -> Option<Result<Accepted, AuthError>> {
+        let found = self.found?;
+        if self.result.is_none() {
+            self.result = Some(check_token(
+                self.policy,
+                found,
+                &mut *self.cert,
+                self.now,
+            ));
+        }
+        self.result
+            .as_ref()
+            .map(|r| r.clone().map_err(|(e, _)| e))
+    }
+
+    /// No rules: a valid token from any provider.
+    fn any_provider(&mut self) -> Result<Option<Accepted>, AuthError> {
+        match self.check() {
+            None => Err(AuthError::MissingToken),
+            Some(r) => r.map(Some),
+        }
+    }
+
+    fn evaluate(&mut self, req: &Requirement) -> Result<Option<Accepted>, AuthError> {
+        match req {
+            Requirement::Provider(i) => {
+                let Some(found) = self.found else {
+                    return Err(AuthError::MissingToken);
+                };
+                let Some(p) = self.policy.providers.get(*i) else {
+                    return Err(AuthError::WrongIssuer);
+                };
+                if !p.sources.contains(found.source) {
+                    // The token sits where this provider does not look.
+                    return Err(AuthError::MissingToken);
+                }
+                let accepted = self.check().ok_or(AuthError::MissingToken)??;
+                if accepted.token.provider != *i {
+                    return Err(AuthError::WrongIssuer);
+                }
+                Ok(Some(accepted))
+            }
+            Requirement::Any(list) => {
+                let mut best: Option<AuthError> = None;
+                for r in list {
+                    match self.evaluate(r) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => {
+                            // Report a problem with the token over its absence.
+                            if best.is_none() || best == Some(AuthError::MissingToken) {
+                                best = Some(e);
+                            }
+                        }
+                    }
+                }
+                Err(best.unwrap_or(AuthError::MissingToken))
+            }
+            Requirement::All(list) => {
+                let mut last = None;
+                for r in list {
+                    last = self.evaluate(r)?;
+                }
+                Ok(last)
+            }
+            Requirement::AllowMissing => match self.check() {
+                None => Ok(None),
+                Some(r) => r.map(Some),
+            },
+            Requirement::AllowMissingOrFailed => Ok(self.check().and_then(Result::ok)),
+        }
+    }
+}
+
+/// Signature and claims, then the certificate binding.
+fn check_token(
+    policy: &Policy,
+    found: &Found<'_>,
+    cert: &mut dyn ClientCertificate,
+    now: i64,
+) -> Result<Accepted, (AuthError, Option<usize>)> {
+    let token = jwt::verify(policy, found.token, now).map_err(|e| (e, None))?;
+    let index = token.provider;
+    let provider = policy
+        .providers
+        .get(index)
+        .ok_or((AuthError::WrongIssuer, None))?;
+    if !provider.sources.contains(found.source) {
+        // The issuer's provider does not read tokens from where this one was.
+        return Err((AuthError::MissingToken, Some(index)));
+    }
+    let thumbprint = check_binding(provider, &token, cert).map_err(|e| (e, Some(index)))?;
+    Ok(Accepted { token, thumbprint })
+}
+
+/// RFC 8705 §3: a token with `cnf.x5t#S256` is accepted only from a client
+/// whose certificate has that SHA-256 thumbprint. Under `required`, a token
+/// without it is refused. A `cnf` with only other confirmation methods
+/// (for example DPoP's `jkt`, RFC 9449) cannot be checked here and is refused.
+fn check_binding(
+    provider: &Provider,
+    token: &VerifiedToken,
+    cert: &mut dyn ClientCertificate,
+) -> Result<Option<Thumbprint>, AuthError> {
+    let cnf = match token.claims.get("cnf") {
+        None => {
+            return match provider.binding {
+                BindingMode::Required => Err(AuthError::MissingBinding),
+                BindingMode::WhenPresent => Ok(None),
+            };
+        }
+        Some(Value::Object(cnf)) => cnf,
+        Some(_) => return Err(AuthError::MalformedBinding),
+    };
+    let expected = match cnf.get("x5t#S256") {
+        None => return Err(AuthError::MissingBinding),
+        Some(Value::String(s)) => {
+            Thumbprint::from_x5t_s256(s).ok_or(AuthError::MalformedBinding)?
+        }
+        Some(_) => return Err(AuthError::MalformedBinding),
+    };
+    let presented = cert.thumbprint().ok_or(AuthError::NoClientCertificate)?;
+    if presented.ct_eq(&expected) {
+        Ok(Some(presented))
+    } else {
+        Err(AuthError::BindingMismatch)
+    }
+}
+
+/// RFC 6750 §3.1 / RFC 8693 §4.2: scopes come from a space-separated `scope`
+/// string, or from an `scp` array (or string) as some servers issue it.
+fn check_scopes(token: &VerifiedToken, required: &[String]) -> Result<(), AuthError> {
+    let mut granted: Vec<&str> = Vec::new();
+    if let Some(Value::String(s)) = token.claims.get("scope") {
+        granted.extend(s.split(' ').filter(|x| !x.is_empty()));
+    }
+    match token.claims.get("scp") {
+        Some(Value::String(s)) => granted.extend(s.split(' ').filter(|x| !x.is_empty())),
+        Some(Value::Array(items)) => granted.extend(items.iter().filter_map(Value::as_str)),
+        _ => {}
+    }
+    if required.iter().all(|r| granted.contains(&r.as_str())) {
+        Ok(())
+    } else {
+        Err(AuthError::InsufficientScope {
+            required: required.join(" "),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Token extraction.
+// ---------------------------------------------------------------------------
+
+/// Finds the request's token in every location a provider reads. Two
+/// different tokens are an `invalid_request` (RFC 6750 §2).
+fn find_token<'a>(policy: &'a Policy, req: Request<'a>) -> Result<Option<Found<'a>>, AuthError> {
+    let mut found: Option<Found<'a>> = None;
+    for provider in &policy.providers {
+        for source in &provider.sources {
+            for token in tokens_at(source, req) {
+                let token = token?;
+                match &found {
+                    None => found = Some(Found { token, source }),
+                    Some(f) if f.token == token => {}
+                    Some(_) => return Err(AuthError::MultipleTokens),
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The tokens at one source. A value that is there but is no token (a
+/// different auth scheme, say) is skipped; a token with characters outside
+/// RFC 6750's b64token is malformed.
+fn tokens_at<'a>(
+    source: &'a TokenSource,
+    req: Request<'a>,
+) -> Box<dyn Iterator<Item = Result<&'a str, AuthError>> + 'a> {
+    match source {
+        TokenSource::Header { name, prefix } => Box::new(
+            req.headers
+                .iter()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+                .filter_map(move |(_, v)| strip_prefix(name, prefix, v))
+                .map(check_b64token),
+        ),
+        TokenSource::Param(param) => Box::new(
+            query(req.path)
+                .split('&')
+                .filter_map(move |kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    (k == param && !v.is_empty()).then_some(v)
+                })
+                .map(check_b64token),
+        ),
+        TokenSource::Cookie(cookie) => Box::new(
+            req.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+                .flat_map(|(_, v)| v.split(';'))
+                .filter_map(move |kv| {
+                    let (k, v) = kv.trim().split_once('=')?;
+                    let v = v.trim_matches('"');
+                    (k == cookie && !v.is_empty()).then_some(v)
+                })
+                .map(check_b64token),
+        ),
+    }
+}
+
+/// `Authorization` carries an auth scheme, which is case-insensitive
+/// (RFC 9110 §11.1); other headers' prefixes match exactly, as in jwt_authn.
+fn strip_prefix<'a>(header: &str, prefix: &str, value: &'a str) -> Option<&'a str> {
+    if value.len() > MAX_HEADER_VALUE_BYTES {
+        return Some(value);
+    }
+    let rest = if header == "authorization" {
+        let head = value.get(..prefix.len())?;
+        if !head.eq_ignore_ascii_case(prefix) {
+            return None;
+        }
+        value.get(prefix.len()..)?
+    } else {
+        value.strip_prefix(prefix)?
+    };
+    let rest = rest.trim_matches(|c| c == ' ' || c == '\t');
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// RFC 6750 §2.1 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn check_b64token(t: &str) -> Result<&str, AuthError> {
+    if t.len() > MAX_HEADER_VALUE_BYTES {
+        return Err(AuthError::TokenTooLarge {
+            len: t.len(),
+            max: MAX_HEADER_VALUE_BYTES,
+        });
+    }
+    let body = t.trim_end_matches('=');
+    let ok = !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if ok {
+        Ok(t)
+    } else {
+        Err(AuthError::Malformed("token has invalid characters"))
+    }
+}
+
+fn query(path: &str) -> &str {
+    let q = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+    q.split('#').next().unwrap_or("")
+}
+
+// ---------------------------------------------------------------------------
+// What goes upstream.
+// ---------------------------------------------------------------------------
+
+fn upstream_ops(
+    p: &Provider,
+    v: &Accepted,
+    found: &Found<'_>,
+    req: Request<'_>,
+    ops: &mut Vec<HeaderOp>,
+) {
+    for c in &p.claim_to_headers {
+        if let Some(value) = claim_value(&v.token.claims, &c.claim) {
+            ops.push(HeaderOp::Set(c.header.clone(), value));
+        }
+    }
+    if let Some(h) = &p.forward_payload_header {
+        ops.push(HeaderOp::Set(h.clone(), v.token.payload_b64.clone()));
+    }
+    if let (Some(h), Some(t)) = (&p.thumbprint_header, &v.thumbprint) {
+        ops.push(HeaderOp::Set(h.clone(), t.to_base64url()));
+    }
+    if !p.forward {
+        remove_token(found, req, ops);
+    }
+}
+
+/// A claim as a header value: strings as they are, numbers and booleans in
+/// JSON form, arrays of those joined with commas. Objects, and values with
+/// characters a header cannot carry, are not forwarded.
+fn claim_value(claims: &serde_json::Map<String, Value>, path: &[String]) -> Option<String> {
+    let (first, rest) = path.split_first()?;
+    let mut v = claims.get(first)?;
+    for seg in rest {
+        v = v.as_object()?.get(seg)?;
+    }
+    let scalar = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    };
+    let s = match v {
+        Value::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        other => scalar(other)?,
+    };
+    let safe = s.len() <= MAX_HEADER_VALUE_BYTES
+        && s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+    safe.then_some(s)
+}
+
+/// `forward: false`: the token does not go upstream.
+fn remove_token(found: &Found<'_>, req: Request<'_>, ops: &mut Vec<HeaderOp>) {
+    match found.source {
+        TokenSource::Header { name, .. } => ops.push(HeaderOp::Remove(name.clone())),
+        TokenSource::Param(param) => {
+            let (base, q) = match req.path.split_once('?') {
+                Some((b, q)) => (b, q),
+                None => return,
+            };
+            let (q, frag) = match q.split_once('#') {
+                Some((q, f)) => (q, Some(f)),
+                None => (q, None),
+            };
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|kv| kv.split_once('=').map(|(k, _)| k) != Some(param.as_str()))
+                .collect();
+            let mut path = base.to_string();
+            if !kept.is_empty() {
+                path.push('?');
+                path.push_str(&kept.join("&"));
+            }
+            if let Some(f) = frag {
+                path.push('#');
+                path.push_str(f);
+            }
+            ops.push(HeaderOp::Set(":path".into(), path));
+        }
+        TokenSource::Cookie(cookie) => {
+            let kept: Vec<&str> = req
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+                .flat_map(|(_, v)| v.split(';'))
+                .map(str::trim)
+                .filter(|kv| !kv.is_empty())
+                .filter(|kv| kv.split_once('=').map(|(k, _)| k) != Some(cookie.as_str()))
+                .collect();
+            if kept.is_empty() {
+                ops.push(HeaderOp::Remove("cookie".into()));
+            } else {
+                ops.push(HeaderOp::Set("cookie".into(), kept.join("; ")));
+            }
+        }
+    }
+}

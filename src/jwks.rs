@@ -1,0 +1,329 @@
+//! JSON Web Key Sets (RFC 7517) parsed into verification keys.
+//!
+//! Each key is imported with jwt-simple's strict JWK import, which enforces
+//! the member rules of RFC 7517/7518 (RSA 2048–4096 bits with e = 65537,
+//! points on the named curve, `use`/`key_ops` fit for verification). Keys
+//! this filter cannot or must not use are skipped with a reason, so that one
+//! bad key does not take down a key set; a set with no usable key is an
+//! error.
+
+use jwt_simple::JWTError;
+use jwt_simple::prelude::*;
+use std::collections::HashSet;
+
+use crate::error::AuthError;
+
+/// Upper bound on the JWKS document, in bytes.
+pub const MAX_JWKS_BYTES: usize = 512 * 1024;
+/// Upper bound on the number of keys read from one JWKS.
+pub const MAX_KEYS: usize = 64;
+/// Upper bound on a `kid`, in bytes.
+pub const MAX_KID_BYTES: usize = 256;
+
+/// The signature algorithms certbound verifies (RFC 7518 §3.1, RFC 8037 §3.1).
+/// `none` and the HMAC family are deliberately absent (RFC 8725 §3.1-3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 9] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::EdDSA,
+    ];
+    const RSA: [Alg; 6] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+    ];
+
+    /// The JWS `alg` name. Matching is exact and case-sensitive (RFC 7515 §4.1.1).
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+}
+
+/// A public key bound to exactly one algorithm (RFC 8725 §3.1).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum VerifyingKey {
+    RS256(RS256PublicKey),
+    RS384(RS384PublicKey),
+    RS512(RS512PublicKey),
+    PS256(PS256PublicKey),
+    PS384(PS384PublicKey),
+    PS512(PS512PublicKey),
+    ES256(ES256PublicKey),
+    ES384(ES384PublicKey),
+    EdDSA(Ed25519PublicKey),
+}
+
+impl VerifyingKey {
+    fn from_jwk(alg: Alg, jwk: &str) -> Result<VerifyingKey, jwt_simple::Error> {
+        Ok(match alg {
+            Alg::RS256 => VerifyingKey::RS256(RS256PublicKey::from_jwk(jwk)?),
+            Alg::RS384 => VerifyingKey::RS384(RS384PublicKey::from_jwk(jwk)?),
+            Alg::RS512 => VerifyingKey::RS512(RS512PublicKey::from_jwk(jwk)?),
+            Alg::PS256 => VerifyingKey::PS256(PS256PublicKey::from_jwk(jwk)?),
+            Alg::PS384 => VerifyingKey::PS384(PS384PublicKey::from_jwk(jwk)?),
+            Alg::PS512 => VerifyingKey::PS512(PS512PublicKey::from_jwk(jwk)?),
+            Alg::ES256 => VerifyingKey::ES256(ES256PublicKey::from_jwk(jwk)?),
+            Alg::ES384 => VerifyingKey::ES384(ES384PublicKey::from_jwk(jwk)?),
+            Alg::EdDSA => VerifyingKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),
+        })
+    }
+
+    pub fn alg(&self) -> Alg {
+        match self {
+            VerifyingKey::RS256(_) => Alg::RS256,
+            VerifyingKey::RS384(_) => Alg::RS384,
+            VerifyingKey::RS512(_) => Alg::RS512,
+            VerifyingKey::PS256(_) => Alg::PS256,
+            VerifyingKey::PS384(_) => Alg::PS384,
+            VerifyingKey::PS512(_) => Alg::PS512,
+            VerifyingKey::ES256(_) => Alg::ES256,
+            VerifyingKey::ES384(_) => Alg::ES384,
+            VerifyingKey::EdDSA(_) => Alg::EdDSA,
+        }
+    }
+
+    /// Verifies the JWS signature of `token` with this key. Claims are
+    /// checked by the caller; `options` only carries limits and the clock.
+    pub fn verify(
+        &self,
+        token: &str,
+        options: VerificationOptions,
+    ) -> Result<JWTClaims<NoCustomClaims>, jwt_simple::Error> {
+        let options = Some(options);
+        match self {
+            VerifyingKey::RS256(k) => k.verify_token(token, options),
+            VerifyingKey::RS384(k) => k.verify_token(token, options),
+            VerifyingKey::RS512(k) => k.verify_token(token, options),
+            VerifyingKey::PS256(k) => k.verify_token(token, options),
+            VerifyingKey::PS384(k) => k.verify_token(token, options),
+            VerifyingKey::PS512(k) => k.verify_token(token, options),
+            VerifyingKey::ES256(k) => k.verify_token(token, options),
+            VerifyingKey::ES384(k) => k.verify_token(token, options),
+            VerifyingKey::EdDSA(k) => k.verify_token(token, options),
+        }
+    }
+}
+
+/// One JWK: its `kid` and the key for each algorithm it may be used with.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub kid: Option<String>,
+    variants: Vec<VerifyingKey>,
+}
+
+impl Key {
+    pub fn for_alg(&self, alg: Alg) -> Option<&VerifyingKey> {
+        self.variants.iter().find(|k| k.alg() == alg)
+    }
+}
+
+/// A usable key set: at least one key, `kid`s unique.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    keys: Vec<Key>,
+}
+
+/// Why a key of an otherwise good JWKS was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    pub index: usize,
+    pub kid: Option<String>,
+    pub reason: String,
+}
+
+/// Why a whole JWKS was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwksError {
+    TooLarge(usize),
+    NotJson(String),
+    NoKeysMember,
+    NoUsableKey(Vec<SkippedKey>),
+}
+
+impl core::fmt::Display for JwksError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            JwksError::TooLarge(n) => write!(f, "JWKS is {n} bytes, over {MAX_JWKS_BYTES}"),
+            JwksError::NotJson(e) => write!(f, "JWKS is not valid JSON: {e}"),
+            JwksError::NoKeysMember => f.write_str("JWKS has no \"keys\" array"),
+            JwksError::NoUsableKey(skipped) => {
+                f.write_str("JWKS has no usable key")?;
+                for s in skipped {
+                    write!(f, "; key {}: {}", s.index, s.reason)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl KeySet {
+    /// Parses a JWKS document. Returns the usable keys and the skipped ones.
+    pub fn parse(text: &str) -> Result<(KeySet, Vec<SkippedKey>), JwksError> {
+        if text.len() > MAX_JWKS_BYTES {
+            return Err(JwksError::TooLarge(text.len()));
+        }
+        let doc: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| JwksError::NotJson(e.to_string()))?;
+        let entries = doc
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .ok_or(JwksError::NoKeysMember)?;
+        let mut keys: Vec<Key> = Vec::new();
+        let mut skipped = Vec::new();
+        let mut kids = HashSet::new();
+        for (index, entry) in entries.iter().enumerate() {
+            let kid = entry
+                .get("kid")
+                .and_then(|k| k.as_str())
+                .map(str::to_string);
+            let mut skip = |reason: String| {
+                skipped.push(SkippedKey {
+                    index,
+                    kid: kid.clone(),
+                    reason,
+                })
+            };
+            if index >= MAX_KEYS {
+                skip(format!("more than {MAX_KEYS} keys"));
+                continue;
+            }
+            match import_key(entry) {
+                Ok(key) => {
+                    if let Some(k) = &key.kid
+                        && !kids.insert(k.clone())
+                    {
+                        skip("duplicate kid".to_string());
+                        continue;
+                    }
+                    keys.push(key);
+                }
+                Err(reason) => skip(reason),
+            }
+        }
+        if keys.is_empty() {
+            return Err(JwksError::NoUsableKey(skipped));
+        }
+        Ok((KeySet { keys }, skipped))
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Chooses the key for a token (RFC 7515 §4.1.4): by `kid`; a token
+    /// without `kid` may use the only key of a one-key set. The key must be
+    /// usable with the token's `alg` (RFC 8725 §3.1).
+    pub fn select(&self, kid: Option<&str>, alg: Alg) -> Result<&VerifyingKey, AuthError> {
+        let key = match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .ok_or(AuthError::UnknownKid)?,
+            None => match self.keys.as_slice() {
+                [only] => only,
+                _ => return Err(AuthError::UnknownKid),
+            },
+        };
+        key.for_alg(alg).ok_or(AuthError::KeyAlgorithmMismatch)
+    }
+}
+
+/// Imports one JWK, or says why it is skipped.
+fn import_key(entry: &serde_json::Value) -> Result<Key, String> {
+    let obj = entry.as_object().ok_or("not a JSON object")?;
+    let kid = match obj.get("kid") {
+        None => None,
+        Some(serde_json::Value::String(s)) if s.len() <= MAX_KID_BYTES => Some(s.clone()),
+        Some(_) => return Err("kid is not a string of at most 256 bytes".into()),
+    };
+    if let Some(u) = obj.get("use")
+        && u.as_str() != Some("sig")
+    {
+        return Err(format!("use {u} is not \"sig\""));
+    }
+    let kty = obj.get("kty").and_then(|v| v.as_str()).unwrap_or("");
+    let crv = obj.get("crv").and_then(|v| v.as_str());
+    let candidates: Vec<Alg> = match (kty, crv) {
+        ("RSA", _) => Alg::RSA.to_vec(),
+        ("EC", Some("P-256")) => vec![Alg::ES256],
+        ("EC", Some("P-384")) => vec![Alg::ES384],
+        ("OKP", Some("Ed25519")) => vec![Alg::EdDSA],
+        ("EC" | "OKP", c) => return Err(format!("unsupported crv {c:?} for kty {kty}")),
+        (k, _) => return Err(format!("unsupported kty {k:?}")),
+    };
+    // RFC 7517 §4.4: when the JWK names its algorithm, it is used with that one only.
+    let algs: Vec<Alg> = match obj.get("alg") {
+        None => candidates,
+        Some(a) => {
+            let alg = a
+                .as_str()
+                .and_then(Alg::from_name)
+                .filter(|alg| candidates.contains(alg))
+                .ok_or_else(|| format!("alg {a} does not fit kty {kty}"))?;
+            vec![alg]
+        }
+    };
+    let text = entry.to_string();
+    let mut variants = Vec::with_capacity(algs.len());
+    for alg in algs {
+        match VerifyingKey::from_jwk(alg, &text) {
+            Ok(k) => variants.push(k),
+            Err(e) => return Err(describe_import_error(&e)),
+        }
+    }
+    Ok(Key { kid, variants })
+}
+
+fn describe_import_error(e: &jwt_simple::Error) -> String {
+    match e.downcast_ref::<JWTError>() {
+        Some(JWTError::WeakKey) => "RSA modulus under 2048 bits".into(),
+        Some(JWTError::UnsupportedRSAModulus) => "RSA modulus over 4096 bits".into(),
+        _ => format!("invalid key ({e})"),
+    }
+}

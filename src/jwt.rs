@@ -1,0 +1,315 @@
+//! JWT verification (RFC 7515, RFC 7519, RFC 8725), in the order
+//! jwt-simple's `token.rs` uses: size cap, header, algorithm allow-list,
+//! key by `kid`, signature, and only then claims. The provider is chosen by
+//! the token's `iss` before any key is tried; keys are never tried in turn.
+//!
+//! Time is an input (`now`, Unix seconds from Envoy's clock), never read.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwt_simple::JWTError;
+use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
+use serde_json::{Map, Value};
+
+use crate::config::{Policy, Provider, normalize_media_type};
+use crate::error::AuthError;
+use crate::json::parse_object;
+use crate::jwks::Alg;
+
+/// A token whose signature and claims verified for one provider. The
+/// certificate binding is checked separately, against the request's client
+/// certificate (see [`crate::decision`]).
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// Index into [`Policy::providers`].
+    pub provider: usize,
+    pub claims: Map<String, Value>,
+    /// The base64url payload segment, as sent.
+    pub payload_b64: String,
+    /// `exp`, when present (Unix seconds).
+    pub expires_at: Option<i64>,
+}
+
+/// The protected header members this filter reads (RFC 7515 §4.1).
+struct Header {
+    alg: Alg,
+    kid: Option<String>,
+}
+
+/// Verifies `token` against the provider whose `issuer` equals its `iss`.
+pub fn verify(policy: &Policy, token: &str, now: i64) -> Result<VerifiedToken, AuthError> {
+    // Size cap before any decoding.
+    if token.len() > policy.max_token_bytes {
+        return Err(AuthError::TokenTooLarge {
+            len: token.len(),
+            max: policy.max_token_bytes,
+        });
+    }
+    let (header_b64, payload_b64) = split_compact(token)?;
+    let header_obj = decode_json(header_b64, "malformed token header")?;
+    let claims = decode_json(payload_b64, "malformed token payload")?;
+
+    // Provider by `iss`: routing only; the claim is trusted after the signature.
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or(AuthError::WrongIssuer)?;
+    let provider_index = policy.provider_by_issuer(iss).ok_or(AuthError::WrongIssuer)?;
+    let provider = policy
+        .providers
+        .get(provider_index)
+        .ok_or(AuthError::WrongIssuer)?;
+
+    let header = check_header(provider, &header_obj)?;
+    check_claim_types(&claims)?;
+
+    // Key by `kid`, fit for `alg`, then the signature.
+    let key = provider.keys.select(header.kid.as_deref(), header.alg)?;
+    let options = VerificationOptions {
+        accept_future: true,
+        max_token_length: Some(policy.max_token_bytes),
+        time_tolerance: Some(Duration::from_secs(provider.clock_skew)),
+        artificial_time: Some(UnixTimeStamp::from_secs(now.max(0) as u64)),
+        ..VerificationOptions::default()
+    };
+    key.verify(token, options).map_err(|e| map_jwt_error(&e))?;
+
+    // Claims, one rule at a time.
+    let times = Times::read(&claims)?;
+    check_expiration(provider, &times, now)?;
+    check_not_before(provider, &times, now)?;
+    check_issued_at(provider, &times, now)?;
+    check_lifetime(provider, &times, now)?;
+    check_audience(provider, &claims)?;
+
+    Ok(VerifiedToken {
+        provider: provider_index,
+        payload_b64: payload_b64.to_string(),
+        expires_at: times.exp,
+        claims,
+    })
+}
+
+/// RFC 7515 §7.1 compact serialization: exactly three segments. Five are a
+/// JWE (RFC 7516 §7.1), which this filter does not decrypt.
+fn split_compact(token: &str) -> Result<(&str, &str), AuthError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(AuthError::Malformed("not a JWS compact serialization"));
+    };
+    match parts.count() {
+        0 => {
+            // The signature must be canonical base64url too (RFC 7515 §2).
+            if sig.is_empty() || URL_SAFE_NO_PAD.decode(sig).is_err() {
+                return Err(AuthError::Malformed("malformed token signature"));
+            }
+            Ok((h, p))
+        }
+        2 => Err(AuthError::EncryptedToken),
+        _ => Err(AuthError::Malformed("not a JWS compact serialization")),
+    }
+}
+
+/// base64url without padding (RFC 7515 §2), then a strict JSON object.
+fn decode_json(segment: &str, what: &'static str) -> Result<Map<String, Value>, AuthError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| AuthError::Malformed(what))?;
+    parse_object(&bytes).ok_or(AuthError::Malformed(what))
+}
+
+/// RFC 7515 §4.1 and RFC 8725 §3.1: the header's `alg` must be one we
+/// implement and the provider allows; `crit` must be understood (we
+/// understand none, RFC 7515 §4.1.11); `typ`, when the provider lists token
+/// types, must be one of them (RFC 8725 §3.11, RFC 9068 §4). Embedded key
+/// material (`jwk`, `jku`, `x5u`, `x5c`) is never used.
+fn check_header(provider: &Provider, h: &Map<String, Value>) -> Result<Header, AuthError> {
+    let alg_name = h
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(AuthError::Malformed("missing alg"))?;
+    let alg = Alg::from_name(alg_name).ok_or(AuthError::UnsupportedAlgorithm)?;
+    if !provider.algorithms.contains(&alg) {
+        return Err(AuthError::AlgorithmNotAllowed);
+    }
+    if h.contains_key("crit") {
+        return Err(AuthError::UnknownCriticalHeader);
+    }
+    let kid = match h.get("kid") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(AuthError::Malformed("kid is not a string")),
+    };
+    let typ = match h.get("typ") {
+        None => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(AuthError::Malformed("typ is not a string")),
+    };
+    if !provider.token_types.is_empty() {
+        let typ = typ.map(normalize_media_type).ok_or(AuthError::WrongTokenType)?;
+        if !provider.token_types.contains(&typ) {
+            return Err(AuthError::WrongTokenType);
+        }
+    } else if let Some(t) = typ {
+        // Without a configured list, accept what jwt-simple accepts: "JWT" or "*+jwt".
+        let t = normalize_media_type(t);
+        if t != "jwt" && !t.ends_with("+jwt") {
+            return Err(AuthError::WrongTokenType);
+        }
+    }
+    Ok(Header { alg, kid })
+}
+
+/// Registered claims must have their registered types (RFC 7519 §4.1), so
+/// that a type confusion is reported as such rather than as a signature failure.
+fn check_claim_types(c: &Map<String, Value>) -> Result<(), AuthError> {
+    for name in ["iss", "sub", "jti"] {
+        if c.get(name).is_some_and(|v| !v.is_string()) {
+            return Err(AuthError::Malformed("registered claim has the wrong type"));
+        }
+    }
+    for name in ["exp", "nbf", "iat"] {
+        if c.get(name).is_some_and(|v| numeric_date(v).is_none()) {
+            return Err(AuthError::Malformed("registered claim has the wrong type"));
+        }
+    }
+    match c.get("aud") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+        Some(_) => return Err(AuthError::Malformed("registered claim has the wrong type")),
+    }
+    Ok(())
+}
+
+/// RFC 7519 §2 NumericDate: seconds, possibly fractional; truncated here.
+/// Out-of-range values are refused rather than saturated.
+fn numeric_date(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 1e15)
+                .map(|f| f.trunc() as i64)
+        }),
+        _ => None,
+    }
+}
+
+struct Times {
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+}
+
+impl Times {
+    fn read(c: &Map<String, Value>) -> Result<Times, AuthError> {
+        let get = |name: &str| -> Result<Option<i64>, AuthError> {
+            match c.get(name) {
+                None => Ok(None),
+                Some(v) => numeric_date(v)
+                    .map(Some)
+                    .ok_or(AuthError::Malformed("registered claim has the wrong type")),
+            }
+        };
+        Ok(Times {
+            exp: get("exp")?,
+            nbf: get("nbf")?,
+            iat: get("iat")?,
+        })
+    }
+}
+
+/// RFC 7519 §4.1.4: the token must not be accepted on or after `exp`,
+/// allowing `clock_skew_seconds` of leeway.
+fn check_expiration(p: &Provider, t: &Times, now: i64) -> Result<(), AuthError> {
+    match t.exp {
+        None if p.require_expiration || p.max_lifetime.is_some() => {
+            Err(AuthError::MissingExpiration)
+        }
+        None => Ok(()),
+        Some(exp) if i128::from(now) >= i128::from(exp) + i128::from(p.clock_skew) => {
+            Err(AuthError::Expired)
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// RFC 7519 §4.1.5: the token must not be accepted before `nbf`, with leeway.
+fn check_not_before(p: &Provider, t: &Times, now: i64) -> Result<(), AuthError> {
+    match t.nbf {
+        Some(nbf) if i128::from(nbf) > i128::from(now) + i128::from(p.clock_skew) => {
+            Err(AuthError::NotYetValid)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// RFC 7519 §4.1.6: a token issued in the future (beyond the leeway) is
+/// not yet valid.
+fn check_issued_at(p: &Provider, t: &Times, now: i64) -> Result<(), AuthError> {
+    match t.iat {
+        Some(iat) if i128::from(iat) > i128::from(now) + i128::from(p.clock_skew) => {
+            Err(AuthError::NotYetValid)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `max_lifetime_seconds`: neither `exp - iat` nor `exp - now` may exceed it.
+fn check_lifetime(p: &Provider, t: &Times, now: i64) -> Result<(), AuthError> {
+    let (Some(max), Some(exp)) = (p.max_lifetime, t.exp) else {
+        return Ok(());
+    };
+    let max = i128::from(max);
+    let exp = i128::from(exp);
+    if exp - i128::from(now) > max {
+        return Err(AuthError::LifetimeTooLong);
+    }
+    if let Some(iat) = t.iat
+        && exp - i128::from(iat) > max
+    {
+        return Err(AuthError::LifetimeTooLong);
+    }
+    Ok(())
+}
+
+/// RFC 7519 §4.1.3: when audiences are configured, `aud` (a string or an
+/// array of strings) must contain one of them.
+fn check_audience(p: &Provider, c: &Map<String, Value>) -> Result<(), AuthError> {
+    if p.audiences.is_empty() {
+        return Ok(());
+    }
+    let ok = match c.get("aud") {
+        Some(Value::String(a)) => p.audiences.iter().any(|x| x == a),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| p.audiences.iter().any(|x| x == a)),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::WrongAudience)
+    }
+}
+
+fn map_jwt_error(e: &jwt_simple::Error) -> AuthError {
+    match e.downcast_ref::<JWTError>() {
+        Some(JWTError::TokenHasExpired) => AuthError::Expired,
+        Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => AuthError::NotYetValid,
+        Some(JWTError::NotJWT | JWTError::RequiredSignatureTypeMismatch) => {
+            AuthError::WrongTokenType
+        }
+        Some(JWTError::UnknownCriticalExtension) => AuthError::UnknownCriticalHeader,
+        Some(JWTError::AlgorithmMismatch) => AuthError::KeyAlgorithmMismatch,
+        Some(JWTError::TokenTooLong | JWTError::HeaderTooLarge) => {
+            AuthError::Malformed("token too large")
+        }
+        Some(JWTError::CompactEncodingError) => {
+            AuthError::Malformed("not a JWS compact serialization")
+        }
+        // Everything else jwt-simple reports happens while checking the
+        // signature: a wrong length, an invalid encoding, or a mismatch.
+        _ => AuthError::BadSignature,
+    }
+}

@@ -1,0 +1,23 @@
+//! certbound: an Envoy proxy-wasm filter that enforces OAuth 2.0
+//! certificate-bound access tokens (RFC 8705).
+//!
+//! The core (`config`, `jwks`, `jwt`, `binding`, `decision`, `error`) is plain
+//! Rust: it takes its inputs, `now` included, and returns typed results. All
+//! proxy-wasm glue lives in [`filter`].
+
+pub mod binding;
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod filter;
+pub mod json;
+pub mod jwks;
+pub mod jwt;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(filter::CertboundRoot::new(filter::ProxyHost))
+    });
+}}
