@@ -16,6 +16,13 @@ READY_TIMEOUT=${READY_TIMEOUT:-30}
 command -v curl >/dev/null || { echo "demo: curl is required" >&2; exit 1; }
 mkdir -p "$LOGS"
 
+for port in 8443 9901 8080; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "demo: 127.0.0.1:$port is already in use; stop whatever listens there first" >&2
+    exit 1
+  fi
+done
+
 "$PY" envoy/demo.py gen
 # CERTBOUND_JWKS=<JWKS JSON>: Envoy passes it to the wasm VM (host_env_keys).
 set -a
@@ -44,13 +51,18 @@ backend_pid=$!
   --log-level info >"$LOGS/envoy.log" 2>&1 &
 envoy_pid=$!
 
+alive() { # running, and not a zombie
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $stat != Z* ]]
+}
+
 # Poll until Envoy's admin says ready and the backend accepts connections,
 # bounded by READY_TIMEOUT seconds; bail out early if either process died.
 deadline=$((SECONDS + READY_TIMEOUT))
-until curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:9901/ready &&
-      curl -sS -o /dev/null --max-time 1 http://127.0.0.1:8080/ 2>/dev/null; do
+until curl -fs -o /dev/null --max-time 1 http://127.0.0.1:9901/ready &&
+      curl -s -o /dev/null --max-time 1 http://127.0.0.1:8080/; do
   for p in "envoy:$envoy_pid" "backend:$backend_pid"; do
-    if ! kill -0 "${p#*:}" 2>/dev/null; then
+    if ! alive "${p#*:}"; then
       echo "demo: ${p%%:*} exited during startup; last log lines:" >&2
       tail -n 15 "$LOGS/${p%%:*}.log" >&2
       exit 1
