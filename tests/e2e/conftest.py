@@ -1,0 +1,123 @@
+"""Fixtures for the certbound e2e suite.
+
+Session-scoped: the PKI (demo.py helpers), one echo backend and one Envoy per
+plugin configuration ("scenario"), started on first use and reused.
+Every Envoy log is scanned for wasm VM failures after each test and at the
+end of the session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import harness
+from harness import Backend, Envoy, Pki
+
+# Envoys that should stay healthy; their logs are checked after every test.
+_HEALTHY: list[Envoy] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [p for p in (harness.ENVOY_BIN, harness.WASM) if not Path(p).exists()]
+    if missing:
+        raise pytest.UsageError(
+            "certbound e2e needs " + ", ".join(map(str, missing))
+            + " (run `make venv` and `make build`)"
+        )
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return harness.build_pki(tmp_path_factory.mktemp("root"))
+
+
+@pytest.fixture(scope="session")
+def backend() -> Iterator[Backend]:
+    b = Backend()
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="session")
+def envoy_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("envoy")
+
+
+EnvoyFactory = Callable[..., Envoy]
+
+
+@pytest.fixture(scope="session")
+def envoy_factory(pki: Pki, backend: Backend, envoy_workdir: Path) -> Iterator[EnvoyFactory]:
+    """start(name, provider=..., plugin=..., jwks_text=...) -> a ready Envoy.
+
+    Same name -> the same (already running) Envoy. ``provider`` patches the
+    shipped ``providers.idp`` object, ``plugin`` replaces the plugin JSON,
+    ``jwks_text`` is CERTBOUND_JWKS in Envoy's environment (default: the
+    session's multi-key JWKS; None: unset).
+    """
+    running: dict[str, Envoy] = {}
+    default = object()
+
+    def start(name: str, *, provider: dict[str, Any] | None = None,
+              plugin: dict[str, Any] | str | None = None,
+              jwks_text: Any = default) -> Envoy:
+        if name in running:
+            return running[name]
+        cfg = harness.scenario_config(backend.port, provider=provider, plugin=plugin)
+        env_jwks = pki.jwks_text if jwks_text is default else jwks_text
+        envoy = Envoy(name, cfg, pki.root, envoy_workdir, env_jwks)
+        running[name] = envoy
+        envoy.start()
+        _HEALTHY.append(envoy)
+        return envoy
+
+    yield start
+
+    problems = []
+    for envoy in running.values():
+        envoy.stop()
+        bad = envoy.vm_failures()
+        if bad:
+            problems.append(f"envoy[{envoy.name}] ({envoy.log_path}):\n  " + "\n  ".join(bad[:20]))
+        if envoy in _HEALTHY:
+            _HEALTHY.remove(envoy)
+    if problems:
+        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_vm_failures() -> Iterator[None]:
+    """Fail the test if a healthy Envoy logged a VM failure while it ran."""
+    before = {id(e): e.log_size() for e in _HEALTHY}
+    yield
+    problems = []
+    for envoy in list(_HEALTHY):
+        bad = envoy.vm_failures(since=before.get(id(envoy), 0))
+        if bad:
+            problems.append(f"envoy[{envoy.name}]:\n  " + "\n  ".join(bad[:20]))
+    if problems:
+        pytest.fail("wasm VM failures in Envoy log:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def envoy_required(envoy_factory: EnvoyFactory) -> Envoy:
+    """The shipped plugin configuration as is (certificate_binding: required)."""
+    return envoy_factory("required")
+
+
+@pytest.fixture(scope="session")
+def envoy_when_present(envoy_factory: EnvoyFactory) -> Envoy:
+    return envoy_factory("when_present", provider={"certificate_binding": "when_present"})
+
+
+@pytest.fixture
+def call(pki: Pki, backend: Backend, envoy_required: Envoy) -> Callable[..., harness.Response]:
+    """call(token=..., client=..., envoy=..., headers=...) -> Response."""
+
+    def _call(*, envoy: Envoy | None = None, **kw: Any) -> harness.Response:
+        return harness.request(envoy or envoy_required, backend, pki.ca, **kw)
+
+    return _call
