@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import shutil
+import ssl
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -57,7 +62,7 @@ def test_cnf_with_wrong_thumbprint_is_rejected(call, pki):
 def test_untrusted_client_certificate_fails_the_handshake(call, pki):
     """Envoy side: a presented certificate must chain to the trusted CA."""
     token = pki.token(pki.rogue)
-    with pytest.raises((harness.ssl.SSLError, ConnectionError, harness.http.client.HTTPException)):
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
         call(token=token, client=pki.rogue)
 
 
@@ -87,3 +92,58 @@ class TestWhenPresent:
     def test_other_checks_still_apply(self, wp, pki):
         assert_invalid_token(wp(token=pki.token(None, expires_in=-3600), client=None))
         assert_invalid_token(wp(token=pki.token(None, iss="https://evil.example"), client=None))
+
+
+def test_keep_alive_connection_reuses_its_certificate(pki, envoy_required, backend):
+    """Several requests on one mTLS connection: each is checked, each passes."""
+    token = pki.token(pki.client_a)
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", envoy_required.port, timeout=harness.HTTP_TIMEOUT,
+        context=harness.tls_context(pki.ca, pki.client_a))
+    try:
+        for i in range(3):
+            conn.request("GET", f"/keepalive/{i}", headers={"authorization": f"Bearer {token}"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, (i, resp.status)
+        conn.request("GET", "/keepalive/none")
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 401
+    finally:
+        conn.close()
+
+
+def test_concurrent_connections_do_not_share_certificates(call, pki):
+    """Interleaved requests from client-a and client-b with a token bound to a:
+    the decision must follow each connection's own certificate."""
+    token = pki.token(pki.client_a)
+    clients = [pki.client_a, pki.client_b] * 8
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda c: (c.name, call(token=token, client=c).status), clients))
+    assert results == [(c.name, 200 if c is pki.client_a else 401) for c in clients]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_http2_with_curl(pki, envoy_required):
+    """The same checks over HTTP/2 (ALPN h2), with the client most users have."""
+    token = pki.token(pki.client_a)
+
+    def curl(client: harness.Client) -> list[str]:
+        out = subprocess.run(
+            ["curl", "-sS", "--http2", "-o", "/dev/null", "-D", "-",
+             "-w", "%{http_version} %{http_code}\\n",
+             "--cacert", str(pki.ca), "--cert", str(client.cert), "--key", str(client.key),
+             "--resolve", f"localhost:{envoy_required.port}:127.0.0.1",
+             "-H", f"Authorization: Bearer {token}",
+             f"https://localhost:{envoy_required.port}/h2"],
+            check=True, capture_output=True, text=True, timeout=30,
+        ).stdout
+        return out.replace("\r", "").splitlines()
+
+    ok = curl(pki.client_a)
+    assert ok[-1] == "2 200", ok
+    denied = curl(pki.client_b)
+    assert denied[-1] == "2 401", denied
+    wa = [ln for ln in denied if ln.lower().startswith("www-authenticate:")]
+    assert len(wa) == 1 and 'error="invalid_token"' in wa[0], denied

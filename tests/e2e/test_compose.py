@@ -4,6 +4,7 @@ the container reads the very same envoy.yaml and files the tests use."""
 
 from __future__ import annotations
 
+import json
 import posixpath
 import shlex
 from pathlib import Path, PurePosixPath
@@ -87,7 +88,7 @@ def test_env_file_is_what_the_generator_writes(compose, tmp_path):
     key, _, value = line.partition("=")
     assert key == "CERTBOUND_JWKS"
     assert value[0] == value[-1] == "'"
-    assert harness.json.loads(value[1:-1])["keys"][0]["kid"] == harness.demo.IDP_KID
+    assert json.loads(value[1:-1])["keys"][0]["kid"] == harness.demo.IDP_KID
 
 
 def test_envoy_container_uses_the_shipped_config_and_layout(compose):
