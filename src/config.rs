@@ -159,7 +159,11 @@ impl core::fmt::Display for ConfigError {
         if self.field.is_empty() {
             write!(f, "invalid configuration: {}", self.message)
         } else {
-            write!(f, "invalid configuration at {}: {}", self.field, self.message)
+            write!(
+                f,
+                "invalid configuration at {}: {}",
+                self.field, self.message
+            )
         }
     }
 }
@@ -364,7 +368,9 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
         }
         let p = validate_provider(&at, name.clone(), rp, env)?;
         if let Some(other) = by_issuer.insert(p.issuer.clone(), providers.len()) {
-            let other = providers.get(other).map_or("?", |o: &Provider| o.name.as_str());
+            let other = providers
+                .get(other)
+                .map_or("?", |o: &Provider| o.name.as_str());
             return Err(err(
                 format!("{at}.issuer"),
                 format!("issuer is also used by provider \"{other}\""),
@@ -474,7 +480,12 @@ fn validate_provider(
         }
     };
     let mut claim_to_headers = Vec::new();
-    for (i, c) in rp.claim_to_headers.unwrap_or_default().into_iter().enumerate() {
+    for (i, c) in rp
+        .claim_to_headers
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let field = format!("{at}.claim_to_headers[{i}]");
         if c.claim_name.is_empty() || c.claim_name.split('.').any(str::is_empty) {
             return Err(err(format!("{field}.claim_name"), "must be a claim path"));
@@ -590,9 +601,9 @@ fn validate_jwks(
 /// Header names are lowercase tokens (RFC 9110 §5.1); pseudo-headers are refused.
 fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     let ok = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        });
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !ok {
         return Err(err(field, format!("\"{name}\" is not a valid header name")));
     }
@@ -631,11 +642,15 @@ fn validate_rule(
         .map(|r| validate_requirement(&format!("{at}.requires"), r, names, 0))
         .transpose()?;
     let mut required_scopes = Vec::new();
-    for (i, s) in rr.required_scopes.unwrap_or_default().into_iter().enumerate() {
+    for (i, s) in rr
+        .required_scopes
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
         let ok = !s.is_empty()
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
         if !ok {
             return Err(err(

@@ -180,16 +180,9 @@ impl Checker<'_, '_, '_> {
     fn check(&mut self) -> Option<Result<Accepted, AuthError>> {
         let found = self.found?;
         if self.result.is_none() {
-            self.result = Some(check_token(
-                self.policy,
-                found,
-                &mut *self.cert,
-                self.now,
-            ));
+            self.result = Some(check_token(self.policy, found, &mut *self.cert, self.now));
         }
-        self.result
-            .as_ref()
-            .map(|r| r.clone().map_err(|(e, _)| e))
+        self.result.as_ref().map(|r| r.clone().map_err(|(e, _)| e))
     }
 
     /// No rules: a valid token from any provider.
@@ -485,7 +478,8 @@ fn claim_value(claims: &serde_json::Map<String, Value>, path: &[String]) -> Opti
         other => scalar(other)?,
     };
     let safe = s.len() <= MAX_HEADER_VALUE_BYTES
-        && s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+        && s.bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
     safe.then_some(s)
 }
 

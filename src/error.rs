@@ -243,7 +243,10 @@ mod tests {
     fn multiple_tokens_is_invalid_request() {
         let d = AuthError::MultipleTokens.response();
         assert_eq!(d.status, 400);
-        assert!(d.www_authenticate.starts_with("Bearer error=\"invalid_request\""));
+        assert!(
+            d.www_authenticate
+                .starts_with("Bearer error=\"invalid_request\"")
+        );
     }
 
     #[test]

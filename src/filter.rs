@@ -80,12 +80,20 @@ impl Metrics {
         match decision {
             Decision::Allow(a) => {
                 bump(self.allowed);
-                bump(a.provider.and_then(|p| self.providers.get(p)).and_then(|p| p.0));
+                bump(
+                    a.provider
+                        .and_then(|p| self.providers.get(p))
+                        .and_then(|p| p.0),
+                );
             }
             Decision::Deny { error, provider } => {
                 bump(self.denied);
                 bump(self.reasons.get(error.reason()).copied());
-                bump(provider.and_then(|p| self.providers.get(p)).and_then(|p| p.1));
+                bump(
+                    provider
+                        .and_then(|p| self.providers.get(p))
+                        .and_then(|p| p.1),
+                );
             }
         }
     }
@@ -330,8 +338,8 @@ impl Host for ProxyHost {
             0,
             config::MAX_CONFIG_BYTES + 1,
         )
-            .ok()
-            .flatten()
+        .ok()
+        .flatten()
     }
 
     fn env_var(&self, name: &str) -> Option<String> {

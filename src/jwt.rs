@@ -54,7 +54,9 @@ pub fn verify(policy: &Policy, token: &str, now: i64) -> Result<VerifiedToken, A
         .get("iss")
         .and_then(Value::as_str)
         .ok_or(AuthError::WrongIssuer)?;
-    let provider_index = policy.provider_by_issuer(iss).ok_or(AuthError::WrongIssuer)?;
+    let provider_index = policy
+        .provider_by_issuer(iss)
+        .ok_or(AuthError::WrongIssuer)?;
     let provider = policy
         .providers
         .get(provider_index)
@@ -146,7 +148,9 @@ fn check_header(provider: &Provider, h: &Map<String, Value>) -> Result<Header, A
         Some(_) => return Err(AuthError::Malformed("typ is not a string")),
     };
     if !provider.token_types.is_empty() {
-        let typ = typ.map(normalize_media_type).ok_or(AuthError::WrongTokenType)?;
+        let typ = typ
+            .map(normalize_media_type)
+            .ok_or(AuthError::WrongTokenType)?;
         if !provider.token_types.contains(&typ) {
             return Err(AuthError::WrongTokenType);
         }

@@ -13,6 +13,8 @@ pub mod filter;
 pub mod json;
 pub mod jwks;
 pub mod jwt;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native_shim;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{

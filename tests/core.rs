@@ -1,0 +1,698 @@
+//! Unit tests of the pure core (config, JWKS, JWT, binding, decision)
+//! against the committed vectors and a fixed clock.
+
+// Test code: panicking on a broken fixture is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use certbound::binding::{Thumbprint, peer_certificate_der, thumbprint_of_pem};
+use certbound::config;
+use certbound::decision::{Allowed, Decision, HeaderOp, Request, decide};
+use certbound::error::AuthError;
+use certbound::jwks::{JwksError, KeySet};
+use certbound::jwt;
+use common::*;
+use serde_json::json;
+
+fn verify(name: &str) -> Result<(), AuthError> {
+    let p = simple_policy(json!({}));
+    jwt::verify(&p, &token(name), now()).map(|_| ())
+}
+
+fn bearer(t: &str) -> Vec<(String, String)> {
+    vec![
+        (":path".into(), "/api/orders".into()),
+        ("authorization".into(), format!("Bearer {t}")),
+    ]
+}
+
+fn run(
+    policy: &config::Policy,
+    headers: &[(String, String)],
+    cert: Option<Thumbprint>,
+) -> Decision {
+    let path = headers
+        .iter()
+        .find(|(n, _)| n == ":path")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/");
+    let mut cert = cert;
+    decide(policy, Request { path, headers }, &mut cert, now())
+}
+
+fn denied(d: &Decision) -> Option<&AuthError> {
+    match d {
+        Decision::Deny { error, .. } => Some(error),
+        Decision::Allow(_) => None,
+    }
+}
+
+fn allowed(d: Decision) -> Allowed {
+    match d {
+        Decision::Allow(a) => a,
+        Decision::Deny { error, .. } => panic!("denied: {error:?}"),
+    }
+}
+
+// ------------------------------------------------------------------ JWT
+
+#[test]
+fn every_supported_algorithm_verifies() {
+    for alg in [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ] {
+        assert_eq!(verify(&format!("good_{alg}")), Ok(()), "{alg}");
+    }
+}
+
+#[test]
+fn time_claims_use_the_bounded_skew() {
+    assert_eq!(verify("expired"), Err(AuthError::Expired));
+    assert_eq!(verify("expired_within_skew"), Ok(()));
+    // RFC 7519 §4.1.4: on or after exp (+ skew) is expired.
+    assert_eq!(verify("expired_at_skew_edge"), Err(AuthError::Expired));
+    assert_eq!(verify("nbf_future"), Err(AuthError::NotYetValid));
+    assert_eq!(verify("nbf_within_skew"), Ok(()));
+    assert_eq!(verify("iat_future"), Err(AuthError::NotYetValid));
+    assert_eq!(verify("float_exp"), Ok(()));
+    assert!(matches!(verify("string_exp"), Err(AuthError::Malformed(_))));
+}
+
+#[test]
+fn skew_is_configurable_and_not_jwt_simple_default() {
+    // jwt-simple's default tolerance is 900 s; ours is what the config says.
+    let p = simple_policy(json!({"clock_skew_seconds": 0}));
+    assert_eq!(
+        jwt::verify(&p, &token("expired_within_skew"), now()).map(|_| ()),
+        Err(AuthError::Expired)
+    );
+    let p = simple_policy(json!({"clock_skew_seconds": 120}));
+    assert!(jwt::verify(&p, &token("expired"), now()).is_ok());
+    // An hour later, nothing of the default 60 s skew saves it.
+    let p = simple_policy(json!({}));
+    assert_eq!(
+        jwt::verify(&p, &token("good_ES256"), now() + 400).map(|_| ()),
+        Err(AuthError::Expired)
+    );
+}
+
+#[test]
+fn expiration_is_required_by_default() {
+    assert_eq!(verify("no_exp"), Err(AuthError::MissingExpiration));
+    let p = simple_policy(json!({"require_expiration": false}));
+    assert!(jwt::verify(&p, &token("no_exp"), now()).is_ok());
+}
+
+#[test]
+fn issuer_and_audience() {
+    assert_eq!(verify("wrong_iss"), Err(AuthError::WrongIssuer));
+    assert_eq!(verify("no_iss"), Err(AuthError::WrongIssuer));
+    assert_eq!(verify("wrong_aud"), Err(AuthError::WrongAudience));
+    assert_eq!(verify("no_aud"), Err(AuthError::WrongAudience));
+    assert_eq!(verify("aud_array"), Ok(()));
+    // Without configured audiences, aud is not checked.
+    let p = simple_policy(json!({"audiences": null}));
+    assert!(jwt::verify(&p, &token("wrong_aud"), now()).is_ok());
+}
+
+#[test]
+fn key_selection_by_kid() {
+    assert_eq!(verify("unknown_kid"), Err(AuthError::UnknownKid));
+    // Several keys and no kid: never try them in turn.
+    assert_eq!(verify("no_kid"), Err(AuthError::UnknownKid));
+    assert_eq!(
+        verify("kid_wrong_alg"),
+        Err(AuthError::KeyAlgorithmMismatch)
+    );
+    // One key and no kid: that key.
+    let p = simple_policy(json!({"local_jwks": {"inline_string": jwks("single_jwks")}}));
+    assert!(jwt::verify(&p, &token("single_no_kid"), now()).is_ok());
+}
+
+#[test]
+fn signatures() {
+    assert_eq!(verify("wrong_key"), Err(AuthError::BadSignature));
+    assert_eq!(verify("tampered_payload"), Err(AuthError::BadSignature));
+    // Wycheproof-style ECDSA edge cases: DER instead of raw, r or s of 0 or n.
+    assert_eq!(verify("der_signature"), Err(AuthError::BadSignature));
+    assert_eq!(verify("sig_r_zero"), Err(AuthError::BadSignature));
+    assert_eq!(verify("sig_s_zero"), Err(AuthError::BadSignature));
+    assert_eq!(verify("sig_r_n"), Err(AuthError::BadSignature));
+    // Embedded keys are never trusted (RFC 8725 §3.10).
+    assert_eq!(verify("embedded_jwk"), Err(AuthError::UnknownKid));
+    assert_eq!(verify("jku"), Err(AuthError::BadSignature));
+}
+
+#[test]
+fn algorithm_confusion_is_refused() {
+    for name in ["alg_none", "alg_None", "alg_NONE", "alg_nOnE"] {
+        assert!(verify(name).is_err(), "{name}");
+    }
+    assert_eq!(
+        verify("hs256_with_public_key"),
+        Err(AuthError::UnsupportedAlgorithm)
+    );
+    let p = simple_policy(json!({"algorithms": ["RS256"]}));
+    assert_eq!(
+        jwt::verify(&p, &token("good_ES256"), now()).map(|_| ()),
+        Err(AuthError::AlgorithmNotAllowed)
+    );
+    assert!(jwt::verify(&p, &token("good_RS256"), now()).is_ok());
+}
+
+#[test]
+fn structure() {
+    assert_eq!(verify("jwe_shaped"), Err(AuthError::EncryptedToken));
+    for name in [
+        "two_segments",
+        "four_segments",
+        "padded_signature",
+        "noncanonical_signature",
+        "dup_iss",
+    ] {
+        assert!(
+            matches!(verify(name), Err(AuthError::Malformed(_))),
+            "{name}"
+        );
+    }
+    assert_eq!(verify("crit"), Err(AuthError::UnknownCriticalHeader));
+    let p = simple_policy(json!({}));
+    let huge = format!("{}{}", token("good_ES256"), "A".repeat(9000));
+    assert!(matches!(
+        jwt::verify(&p, &huge, now()),
+        Err(AuthError::TokenTooLarge { .. })
+    ));
+    assert!(jwt::verify(&p, "", now()).is_err());
+    assert!(jwt::verify(&p, "....", now()).is_err());
+}
+
+#[test]
+fn token_types() {
+    assert_eq!(verify("typ_jose"), Err(AuthError::WrongTokenType));
+    assert_eq!(verify("no_typ"), Ok(()));
+    let p = simple_policy(json!({"token_types": ["application/at+jwt"]}));
+    let v = |n: &str| jwt::verify(&p, &token(n), now()).map(|_| ());
+    assert_eq!(v("typ_at_jwt"), Ok(()));
+    assert_eq!(v("typ_app_at_jwt"), Ok(()));
+    assert_eq!(v("good_ES256"), Err(AuthError::WrongTokenType));
+    assert_eq!(v("no_typ"), Err(AuthError::WrongTokenType));
+}
+
+#[test]
+fn max_lifetime() {
+    let p = simple_policy(json!({"max_lifetime_seconds": 3600}));
+    assert!(jwt::verify(&p, &token("good_ES256"), now()).is_ok());
+    assert_eq!(
+        jwt::verify(&p, &token("long_lifetime"), now()).map(|_| ()),
+        Err(AuthError::LifetimeTooLong)
+    );
+}
+
+// ------------------------------------------------------------------ JWKS
+
+#[test]
+fn jwks_skips_bad_keys_and_keeps_good_ones() {
+    let (set, skipped) = KeySet::parse(&jwks("messy_jwks")).unwrap();
+    assert_eq!(set.len(), 2, "{skipped:?}");
+    let reasons: Vec<_> = skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("2048")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("use")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("kty")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("crv")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("duplicate kid")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn jwks_alg_member_restricts_the_key() {
+    let (set, _) = KeySet::parse(&jwks("messy_jwks")).unwrap();
+    use certbound::jwks::Alg;
+    assert!(set.select(Some("rs256-only"), Alg::RS256).is_ok());
+    assert_eq!(
+        set.select(Some("rs256-only"), Alg::PS256).err(),
+        Some(AuthError::KeyAlgorithmMismatch)
+    );
+}
+
+#[test]
+fn jwks_errors() {
+    assert!(matches!(KeySet::parse("nope"), Err(JwksError::NotJson(_))));
+    assert!(matches!(KeySet::parse("{}"), Err(JwksError::NoKeysMember)));
+    assert!(matches!(
+        KeySet::parse(r#"{"keys":[]}"#),
+        Err(JwksError::NoUsableKey(_))
+    ));
+    assert!(matches!(
+        KeySet::parse(&" ".repeat(600 * 1024)),
+        Err(JwksError::TooLarge(_))
+    ));
+}
+
+// ------------------------------------------------------------------ certificates
+
+#[test]
+fn thumbprint_of_plain_and_url_encoded_pem() {
+    let pem = cert_pem("client_a");
+    let expected = vectors()["x5t"]["client_a"].as_str().unwrap();
+    assert_eq!(
+        thumbprint_of_pem(pem.as_bytes()).unwrap().to_base64url(),
+        expected
+    );
+    let encoded: String = pem
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    assert!(encoded.contains("%0A"));
+    assert_eq!(
+        thumbprint_of_pem(encoded.as_bytes())
+            .unwrap()
+            .to_base64url(),
+        expected
+    );
+    let hex = vectors()["sha256_hex"]["client_a"].as_str().unwrap();
+    assert_eq!(Thumbprint::from_hex(hex).unwrap().to_base64url(), expected);
+    assert!(peer_certificate_der(cert_pem("ca").as_bytes()).is_ok());
+}
+
+// ------------------------------------------------------------------ binding
+
+#[test]
+fn bound_token_with_its_certificate_is_allowed() {
+    let p = simple_policy(json!({}));
+    let a = allowed(run(
+        &p,
+        &bearer(&token("good_ES256")),
+        Some(thumb("client_a")),
+    ));
+    assert_eq!(a.provider, Some(0));
+}
+
+#[test]
+fn binding_failures() {
+    let p = simple_policy(json!({}));
+    let t = token("good_ES256");
+    assert_eq!(
+        denied(&run(&p, &bearer(&t), Some(thumb("client_b")))),
+        Some(&AuthError::BindingMismatch)
+    );
+    assert_eq!(
+        denied(&run(&p, &bearer(&t), None)),
+        Some(&AuthError::NoClientCertificate)
+    );
+    assert_eq!(
+        denied(&run(
+            &p,
+            &bearer(&token("unbound")),
+            Some(thumb("client_a"))
+        )),
+        Some(&AuthError::MissingBinding)
+    );
+    // Wrongly encoded thumbprints never match (RFC 8705 §3.1: base64url, no padding).
+    for name in ["cnf_hex", "cnf_padded", "cnf_std_b64", "cnf_not_object"] {
+        assert_eq!(
+            denied(&run(&p, &bearer(&token(name)), Some(thumb("client_a")))),
+            Some(&AuthError::MalformedBinding),
+            "{name}"
+        );
+    }
+    // Well-formed but over the wrong bytes: the PEM text, the CA certificate.
+    for name in ["cnf_over_pem", "cnf_ca"] {
+        assert_eq!(
+            denied(&run(&p, &bearer(&token(name)), Some(thumb("client_a")))),
+            Some(&AuthError::BindingMismatch),
+            "{name}"
+        );
+    }
+    // A confirmation method we cannot check is not a bearer token.
+    assert_eq!(
+        denied(&run(
+            &p,
+            &bearer(&token("cnf_jkt_only")),
+            Some(thumb("client_a"))
+        )),
+        Some(&AuthError::MissingBinding)
+    );
+}
+
+#[test]
+fn when_present_binding() {
+    let p = simple_policy(json!({"certificate_binding": "when_present"}));
+    allowed(run(&p, &bearer(&token("unbound")), None));
+    allowed(run(
+        &p,
+        &bearer(&token("good_ES256")),
+        Some(thumb("client_a")),
+    ));
+    assert_eq!(
+        denied(&run(
+            &p,
+            &bearer(&token("good_ES256")),
+            Some(thumb("client_b"))
+        )),
+        Some(&AuthError::BindingMismatch)
+    );
+    assert_eq!(
+        denied(&run(&p, &bearer(&token("good_ES256")), None)),
+        Some(&AuthError::NoClientCertificate)
+    );
+    assert_eq!(
+        denied(&run(&p, &bearer(&token("cnf_jkt_only")), None)),
+        Some(&AuthError::MissingBinding)
+    );
+}
+
+// ------------------------------------------------------------------ extraction
+
+#[test]
+fn missing_and_malformed_tokens() {
+    let p = simple_policy(json!({}));
+    let none = vec![(":path".to_string(), "/".to_string())];
+    assert_eq!(
+        denied(&run(&p, &none, None)),
+        Some(&AuthError::MissingToken)
+    );
+    let basic = vec![(
+        "authorization".to_string(),
+        "Basic Zm9vOmJhcg==".to_string(),
+    )];
+    assert_eq!(
+        denied(&run(&p, &basic, None)),
+        Some(&AuthError::MissingToken)
+    );
+    let junk = vec![("authorization".to_string(), "Bearer a b\"c".to_string())];
+    assert!(matches!(
+        denied(&run(&p, &junk, None)),
+        Some(AuthError::Malformed(_))
+    ));
+}
+
+#[test]
+fn auth_scheme_is_case_insensitive() {
+    let p = simple_policy(json!({}));
+    for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+        let h = vec![(
+            "authorization".to_string(),
+            format!("{scheme} {}", token("good_ES256")),
+        )];
+        allowed(run(&p, &h, Some(thumb("client_a"))));
+    }
+}
+
+#[test]
+fn two_different_tokens_are_invalid_request() {
+    let p = simple_policy(json!({
+        "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+        "from_params": ["access_token"]
+    }));
+    let mut h = bearer(&token("good_ES256"));
+    h[0].1 = format!("/api?access_token={}", token("good_ES384"));
+    assert_eq!(
+        denied(&run(&p, &h, Some(thumb("client_a")))),
+        Some(&AuthError::MultipleTokens)
+    );
+    // The same token twice is one token.
+    h[0].1 = format!("/api?access_token={}", token("good_ES256"));
+    allowed(run(&p, &h, Some(thumb("client_a"))));
+    // Two Authorization headers with different tokens.
+    let mut h = bearer(&token("good_ES256"));
+    h.push((
+        "authorization".into(),
+        format!("Bearer {}", token("good_ES384")),
+    ));
+    assert_eq!(denied(&run(&p, &h, None)), Some(&AuthError::MultipleTokens));
+}
+
+#[test]
+fn params_and_cookies_and_forwarding() {
+    let p = simple_policy(json!({
+        "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+        "from_params": ["access_token"],
+        "from_cookies": ["at"]
+    }));
+    let t = token("good_ES256");
+    let h = vec![(
+        ":path".to_string(),
+        format!("/api?x=1&access_token={t}&y=2"),
+    )];
+    let a = allowed(run(&p, &h, Some(thumb("client_a"))));
+    assert_eq!(
+        a.ops,
+        vec![HeaderOp::Set(":path".into(), "/api?x=1&y=2".into())]
+    );
+
+    let h = vec![
+        (":path".to_string(), "/api".to_string()),
+        ("cookie".to_string(), format!("a=1; at={t}; b=2")),
+    ];
+    let a = allowed(run(&p, &h, Some(thumb("client_a"))));
+    assert_eq!(
+        a.ops,
+        vec![HeaderOp::Set("cookie".into(), "a=1; b=2".into())]
+    );
+
+    let a = allowed(run(&p, &bearer(&t), Some(thumb("client_a"))));
+    assert_eq!(a.ops, vec![HeaderOp::Remove("authorization".into())]);
+
+    // Naming a location replaces the default Authorization header, as in jwt_authn.
+    let only_params = simple_policy(json!({"from_params": ["access_token"]}));
+    assert_eq!(
+        denied(&run(&only_params, &bearer(&t), Some(thumb("client_a")))),
+        Some(&AuthError::MissingToken)
+    );
+
+    let p = simple_policy(json!({"forward": true}));
+    let a = allowed(run(&p, &bearer(&t), Some(thumb("client_a"))));
+    assert!(a.ops.is_empty());
+}
+
+#[test]
+fn claims_and_thumbprint_go_upstream_after_strip() {
+    let p = simple_policy(json!({
+        "forward": true,
+        "claim_to_headers": [
+            {"claim_name": "sub", "header_name": "x-jwt-sub"},
+            {"claim_name": "org.id", "header_name": "X-Org"},
+            {"claim_name": "missing", "header_name": "x-missing"}
+        ],
+        "forward_payload_header": "x-jwt-payload",
+        "thumbprint_header": "x-client-thumbprint"
+    }));
+    let t = token("scoped");
+    let a = allowed(run(&p, &bearer(&t), Some(thumb("client_a"))));
+    let payload = t.split('.').nth(1).unwrap().to_string();
+    assert_eq!(
+        a.ops,
+        vec![
+            HeaderOp::Remove("x-client-thumbprint".into()),
+            HeaderOp::Remove("x-jwt-payload".into()),
+            HeaderOp::Remove("x-jwt-sub".into()),
+            HeaderOp::Remove("x-missing".into()),
+            HeaderOp::Remove("x-org".into()),
+            HeaderOp::Set("x-jwt-sub".into(), "client-a".into()),
+            HeaderOp::Set("x-org".into(), "acme".into()),
+            HeaderOp::Set("x-jwt-payload".into(), payload),
+            HeaderOp::Set(
+                "x-client-thumbprint".into(),
+                vectors()["x5t"]["client_a"].as_str().unwrap().into()
+            ),
+        ]
+    );
+}
+
+// ------------------------------------------------------------------ rules
+
+fn rules_policy() -> config::Policy {
+    let mut other = provider(json!({"issuer": "https://other.example.com"}));
+    other["local_jwks"] = json!({"inline_string": jwks("single_jwks")});
+    policy(json!({
+        "providers": {"idp": provider(json!({})), "other": other},
+        "rules": [
+            {"match": {"path": "/health"}},
+            {"match": {"prefix": "/orders"}, "requires": {"provider_name": "idp"},
+             "required_scopes": ["orders:read"]},
+            {"match": {"prefix": "/any"}, "requires": {"requires_any": [
+                {"provider_name": "other"}, {"provider_name": "idp"}]}},
+            {"match": {"prefix": "/optional"}, "requires": {"allow_missing": {}}},
+            {"match": {"prefix": "/lenient"}, "requires": {"allow_missing_or_failed": {}}},
+            {"match": {"prefix": "/other"}, "requires": {"provider_name": "other"}}
+        ]
+    }))
+}
+
+fn at(path: &str, t: Option<&str>) -> Vec<(String, String)> {
+    let mut h = vec![(":path".to_string(), path.to_string())];
+    if let Some(t) = t {
+        h.push(("authorization".into(), format!("Bearer {t}")));
+    }
+    h
+}
+
+#[test]
+fn rules_first_match_wins() {
+    let p = rules_policy();
+    let a = Some(thumb("client_a"));
+    // Public and unmatched routes are not checked.
+    allowed(run(&p, &at("/health", None), None));
+    allowed(run(&p, &at("/unmatched", Some("garbage")), None));
+    // provider_name
+    assert_eq!(
+        denied(&run(&p, &at("/other/x", Some(&token("good_ES256"))), a)),
+        Some(&AuthError::WrongIssuer)
+    );
+    // requires_any
+    allowed(run(&p, &at("/any", Some(&token("good_ES256"))), a));
+    assert_eq!(
+        denied(&run(&p, &at("/any", None), a)),
+        Some(&AuthError::MissingToken)
+    );
+    assert_eq!(
+        denied(&run(&p, &at("/any", Some(&token("bound_to_b"))), a)),
+        Some(&AuthError::BindingMismatch)
+    );
+    // allow_missing
+    allowed(run(&p, &at("/optional", None), None));
+    assert_eq!(
+        denied(&run(&p, &at("/optional", Some(&token("expired"))), a)),
+        Some(&AuthError::Expired)
+    );
+    // allow_missing_or_failed
+    allowed(run(&p, &at("/lenient", None), None));
+    let lenient = allowed(run(&p, &at("/lenient", Some(&token("expired"))), a));
+    assert_eq!(lenient.provider, None);
+}
+
+#[test]
+fn scopes() {
+    let p = rules_policy();
+    let a = Some(thumb("client_a"));
+    allowed(run(&p, &at("/orders", Some(&token("scoped"))), a));
+    allowed(run(&p, &at("/orders", Some(&token("scp_array"))), a));
+    assert_eq!(
+        denied(&run(&p, &at("/orders", Some(&token("good_ES256"))), a)),
+        Some(&AuthError::InsufficientScope {
+            required: "orders:read".into()
+        })
+    );
+    // Binding is checked before scopes: a stolen token gets 401, not 403.
+    assert_eq!(
+        denied(&run(
+            &p,
+            &at("/orders", Some(&token("scoped"))),
+            Some(thumb("client_b"))
+        )),
+        Some(&AuthError::BindingMismatch)
+    );
+}
+
+// ------------------------------------------------------------------ config
+
+fn config_error(cfg: serde_json::Value) -> config::ConfigError {
+    match config::parse(cfg.to_string().as_bytes(), &no_env) {
+        Ok(_) => panic!("accepted: {cfg}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn config_defaults() {
+    let p = simple_policy(json!({}));
+    let idp = &p.providers[0];
+    assert_eq!(idp.clock_skew, 60);
+    assert_eq!(idp.binding, config::BindingMode::Required);
+    assert_eq!(
+        idp.sources,
+        vec![config::TokenSource::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into()
+        }]
+    );
+    assert!(!idp.forward);
+    assert!(idp.require_expiration);
+}
+
+#[test]
+fn config_errors_name_their_field() {
+    let cases = [
+        (
+            json!({"providers": {"idp": provider(json!({"isuer": "x"}))}}),
+            "providers.idp",
+            "unknown field",
+        ),
+        (
+            json!({"providers": {}, "extra": 1}),
+            "extra",
+            "unknown field",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({"issuer": ""}))}}),
+            "providers.idp.issuer",
+            "empty",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({"local_jwks": {"inline_string": "{}"}}))}}),
+            "providers.idp.local_jwks",
+            "keys",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({"clock_skew_seconds": -1}))}}),
+            "providers.idp.clock_skew_seconds",
+            "negative",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({"algorithms": ["HS256"]}))}}),
+            "providers.idp.algorithms[0]",
+            "HS256",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({"certificate_binding": "maybe"}))}}),
+            "providers.idp.certificate_binding",
+            "maybe",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "nope"}}]}),
+            "rules[0].requires.provider_name",
+            "unknown provider",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/", "path": "/"}}]}),
+            "rules[0].match",
+            "exactly one",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({"local_jwks": {"environment_variable": "NOPE"}}))}}),
+            "providers.idp.local_jwks.environment_variable",
+            "NOPE",
+        ),
+        (json!({"providers": {}}), "providers", "at least one"),
+    ];
+    for (cfg, field, needle) in cases {
+        let e = config_error(cfg);
+        assert!(e.field.starts_with(field), "{e} (wanted field {field})");
+        assert!(e.to_string().contains(needle), "{e} (wanted {needle})");
+    }
+    let e = config::parse(b"not json", &no_env).unwrap_err();
+    assert!(!e.message.is_empty());
+}
+
+#[test]
+fn config_reads_jwks_from_the_vm_environment() {
+    let env = |name: &str| (name == "JWKS").then(|| jwks("jwks"));
+    let cfg = json!({"providers": {"idp": provider(json!({"local_jwks": {"environment_variable": "JWKS"}}))}});
+    let p = config::parse(cfg.to_string().as_bytes(), &env).unwrap();
+    assert_eq!(p.providers[0].keys.len(), 4);
+}
