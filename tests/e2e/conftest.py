@@ -18,6 +18,8 @@ from harness import Backend, Envoy, Pki
 
 # Envoys that should stay healthy; their logs are checked after every test.
 _HEALTHY: list[Envoy] = []
+# VM-failure log lines already reported by a test (not repeated at the end).
+_REPORTED: set[str] = set()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -79,7 +81,7 @@ def envoy_factory(pki: Pki, backend: Backend, envoy_workdir: Path) -> Iterator[E
     problems = []
     for envoy in running.values():
         envoy.stop()
-        bad = envoy.vm_failures()
+        bad = [ln for ln in envoy.vm_failures() if ln not in _REPORTED]
         if bad:
             problems.append(f"envoy[{envoy.name}] ({envoy.log_path}):\n  " + "\n  ".join(bad[:20]))
         if envoy in _HEALTHY:
@@ -96,6 +98,7 @@ def _no_vm_failures() -> Iterator[None]:
     problems = []
     for envoy in list(_HEALTHY):
         bad = envoy.vm_failures(since=before.get(id(envoy), 0))
+        _REPORTED.update(bad)
         if bad:
             problems.append(f"envoy[{envoy.name}]:\n  " + "\n  ".join(bad[:20]))
     if problems:
