@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::jwks::{Alg, KeySet, SkippedKey};
 
@@ -28,6 +29,8 @@ struct RawConfig {
     rules: Option<Vec<RawRule>>,
     #[serde(default)]
     max_token_bytes: Option<usize>,
+    #[serde(default)]
+    jwt_cache_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +41,8 @@ struct RawProvider {
     audiences: Option<Vec<String>>,
     #[serde(default)]
     local_jwks: Option<RawDataSource>,
+    #[serde(default)]
+    remote_jwks: Option<RawRemoteJwks>,
     #[serde(default)]
     from_headers: Option<Vec<RawHeader>>,
     #[serde(default)]
@@ -73,6 +78,25 @@ struct RawDataSource {
     inline_string: Option<String>,
     #[serde(default)]
     environment_variable: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemoteJwks {
+    http_uri: RawHttpUri,
+    #[serde(default)]
+    cache_duration: Option<String>,
+    #[serde(default)]
+    min_refetch_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpUri {
+    uri: String,
+    cluster: String,
+    #[serde(default)]
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,13 +226,43 @@ pub struct ClaimToHeader {
     pub header: String,
 }
 
+/// Where a provider's signing keys come from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// `local_jwks`: fixed at configure time.
+    Local {
+        keys: Arc<KeySet>,
+        skipped: Vec<SkippedKey>,
+    },
+    /// `remote_jwks`: fetched by the filter with `dispatch_http_call`.
+    Remote(RemoteJwks),
+}
+
+/// A `remote_jwks` source (jwt_authn's `RemoteJwks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub uri: String,
+    pub cluster: String,
+    pub scheme: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    pub cache_duration_ms: u64,
+    pub min_refetch_interval_ms: u64,
+}
+
+pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 1_000;
+pub const DEFAULT_CACHE_DURATION_MS: u64 = 600_000;
+pub const DEFAULT_MIN_REFETCH_INTERVAL_MS: u64 = 30_000;
+pub const DEFAULT_JWT_CACHE_SIZE: usize = 1000;
+pub const MAX_JWT_CACHE_SIZE: usize = 100_000;
+
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub name: String,
     pub issuer: String,
     pub audiences: Vec<String>,
-    pub keys: KeySet,
-    pub skipped_keys: Vec<SkippedKey>,
+    pub jwks: JwksSource,
     pub sources: Vec<TokenSource>,
     pub clock_skew: u64,
     pub binding: BindingMode,
@@ -275,6 +329,8 @@ pub struct Policy {
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
     pub max_token_bytes: usize,
+    /// Entries of the per-VM verified-token cache; 0 disables it.
+    pub jwt_cache_size: usize,
     by_issuer: HashMap<String, usize>,
     /// Every header name any provider writes upstream, lowercase.
     pub output_headers: Vec<String>,
@@ -358,6 +414,16 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
             ));
         }
     };
+    let jwt_cache_size = match raw.jwt_cache_size {
+        None => DEFAULT_JWT_CACHE_SIZE,
+        Some(n) if n <= MAX_JWT_CACHE_SIZE => n,
+        Some(_) => {
+            return Err(err(
+                "jwt_cache_size",
+                format!("must be at most {MAX_JWT_CACHE_SIZE}"),
+            ));
+        }
+    };
     let mut providers = Vec::new();
     let mut by_issuer = HashMap::new();
     let mut names = HashMap::new();
@@ -393,6 +459,7 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
         providers,
         rules,
         max_token_bytes,
+        jwt_cache_size,
         by_issuer,
         output_headers,
     })
@@ -413,7 +480,24 @@ fn validate_provider(
             return Err(err(format!("{at}.audiences[{i}]"), "must not be empty"));
         }
     }
-    let (keys, skipped_keys) = validate_jwks(&format!("{at}.local_jwks"), rp.local_jwks, env)?;
+    let jwks = match (rp.local_jwks, rp.remote_jwks) {
+        (Some(local), None) => {
+            let (keys, skipped) = validate_jwks(&format!("{at}.local_jwks"), local, env)?;
+            JwksSource::Local {
+                keys: Arc::new(keys),
+                skipped,
+            }
+        }
+        (None, Some(remote)) => {
+            JwksSource::Remote(validate_remote(&format!("{at}.remote_jwks"), remote)?)
+        }
+        _ => {
+            return Err(err(
+                at,
+                "exactly one of local_jwks or remote_jwks is required",
+            ));
+        }
+    };
 
     let mut sources = Vec::new();
     let headers_given = rp.from_headers.is_some();
@@ -558,8 +642,7 @@ fn validate_provider(
         name,
         issuer: rp.issuer,
         audiences,
-        keys,
-        skipped_keys,
+        jwks,
         sources,
         clock_skew,
         binding,
@@ -576,10 +659,9 @@ fn validate_provider(
 
 fn validate_jwks(
     at: &str,
-    src: Option<RawDataSource>,
+    src: RawDataSource,
     env: &dyn Environment,
 ) -> Result<(KeySet, Vec<SkippedKey>), ConfigError> {
-    let src = src.ok_or_else(|| err(at, "a key source is required"))?;
     let text = match (src.inline_string, src.environment_variable) {
         (Some(s), None) => s,
         (None, Some(var)) => env.var(&var).ok_or_else(|| {
@@ -596,6 +678,88 @@ fn validate_jwks(
         }
     };
     KeySet::parse(&text).map_err(|e| err(at, e.to_string()))
+}
+
+fn validate_remote(at: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
+    let uri_at = format!("{at}.http_uri.uri");
+    let (scheme, rest) = r
+        .http_uri
+        .uri
+        .split_once("://")
+        .filter(|(s, _)| *s == "http" || *s == "https")
+        .ok_or_else(|| err(&uri_at, "must be an http:// or https:// URI"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("/")),
+        None => (rest, "/"),
+    };
+    let bad = |c: char| c.is_whitespace() || c.is_control() || c == '#';
+    if authority.is_empty() || authority.contains(['@', '/']) || authority.contains(bad) {
+        return Err(err(&uri_at, "has no valid host"));
+    }
+    if path.contains(bad) {
+        return Err(err(&uri_at, "has an invalid path"));
+    }
+    if r.http_uri.cluster.is_empty() {
+        return Err(err(format!("{at}.http_uri.cluster"), "must not be empty"));
+    }
+    let timeout_ms = duration_ms(
+        &format!("{at}.http_uri.timeout"),
+        r.http_uri.timeout.as_deref(),
+        DEFAULT_HTTP_TIMEOUT_MS,
+        (1, 60_000),
+    )?;
+    let cache_duration_ms = duration_ms(
+        &format!("{at}.cache_duration"),
+        r.cache_duration.as_deref(),
+        DEFAULT_CACHE_DURATION_MS,
+        (1_000, 7 * 24 * 3_600_000),
+    )?;
+    let min_refetch_interval_ms = duration_ms(
+        &format!("{at}.min_refetch_interval"),
+        r.min_refetch_interval.as_deref(),
+        DEFAULT_MIN_REFETCH_INTERVAL_MS,
+        (0, 24 * 3_600_000),
+    )?;
+    Ok(RemoteJwks {
+        uri: r.http_uri.uri.clone(),
+        cluster: r.http_uri.cluster,
+        scheme: scheme.to_string(),
+        authority: authority.to_string(),
+        path: path.to_string(),
+        timeout_ms,
+        cache_duration_ms,
+        min_refetch_interval_ms,
+    })
+}
+
+/// A protobuf JSON `Duration`: decimal seconds with an `s` suffix ("2s", "0.5s").
+fn duration_ms(
+    field: &str,
+    value: Option<&str>,
+    default: u64,
+    (min, max): (u64, u64),
+) -> Result<u64, ConfigError> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    let parsed = v
+        .strip_suffix('s')
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+        .and_then(|n| n.parse::<f64>().ok())
+        .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e9)
+        .map(|f| (f * 1000.0).round() as u64)
+        .ok_or_else(|| err(field, format!("\"{v}\" is not a duration like \"2s\"")))?;
+    if parsed < min || parsed > max {
+        return Err(err(
+            field,
+            format!(
+                "must be between {}s and {}s",
+                min as f64 / 1000.0,
+                max / 1000
+            ),
+        ));
+    }
+    Ok(parsed)
 }
 
 /// Header names are lowercase tokens (RFC 9110 §5.1); pseudo-headers are refused.

@@ -7,10 +7,14 @@
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use crate::binding::Thumbprint;
+use crate::cache::TokenCache;
 use crate::config::{BindingMode, Policy, Provider, Requirement, RuleMatch, TokenSource};
 use crate::error::AuthError;
-use crate::jwt::{self, VerifiedToken};
+use crate::jwks::KeyRing;
+use crate::jwt::{self, Rejection, VerifiedToken};
 
 /// Upper bound on a header value or `:path` the decision will read.
 pub const MAX_HEADER_VALUE_BYTES: usize = 64 * 1024;
@@ -70,9 +74,16 @@ struct Found<'a> {
     source: &'a TokenSource,
 }
 
+/// The keys in force and the verified-token cache of the VM.
+pub struct Verifier<'a> {
+    pub keys: &'a KeyRing,
+    pub cache: &'a mut TokenCache,
+}
+
 /// Decides one request.
 pub fn decide(
     policy: &Policy,
+    verifier: Verifier<'_>,
     req: Request<'_>,
     cert: &mut dyn ClientCertificate,
     now: i64,
@@ -98,6 +109,7 @@ pub fn decide(
 
     let mut checker = Checker {
         policy,
+        verifier,
         found: found.as_ref(),
         cert,
         now,
@@ -109,7 +121,7 @@ pub fn decide(
     };
     let provider = checker.result.as_ref().and_then(|r| match r {
         Ok(v) => Some(v.token.provider),
-        Err((_, p)) => *p,
+        Err(rejection) => rejection.provider,
     });
     let verified = match outcome {
         Ok(v) => v,
@@ -162,27 +174,35 @@ fn strip_output_headers(policy: &Policy) -> Vec<HeaderOp> {
 /// A token that verified and, where it is bound, matched the certificate.
 #[derive(Debug, Clone)]
 struct Accepted {
-    token: VerifiedToken,
+    token: Arc<VerifiedToken>,
     thumbprint: Option<Thumbprint>,
 }
 
 struct Checker<'p, 'r, 'c> {
     policy: &'p Policy,
+    verifier: Verifier<'p>,
     found: Option<&'r Found<'r>>,
     cert: &'c mut dyn ClientCertificate,
     now: i64,
     /// The token is verified at most once; requirements share the result.
-    #[allow(clippy::type_complexity)]
-    result: Option<Result<Accepted, (AuthError, Option<usize>)>>,
+    result: Option<Result<Accepted, Rejection>>,
 }
 
 impl Checker<'_, '_, '_> {
     fn check(&mut self) -> Option<Result<Accepted, AuthError>> {
         let found = self.found?;
         if self.result.is_none() {
-            self.result = Some(check_token(self.policy, found, &mut *self.cert, self.now));
+            self.result = Some(check_token(
+                self.policy,
+                &mut self.verifier,
+                found,
+                &mut *self.cert,
+                self.now,
+            ));
         }
-        self.result.as_ref().map(|r| r.clone().map_err(|(e, _)| e))
+        self.result
+            .as_ref()
+            .map(|r| r.clone().map_err(|rejection| rejection.error))
     }
 
     /// No rules: a valid token from any provider.
@@ -246,21 +266,27 @@ impl Checker<'_, '_, '_> {
 /// Signature and claims, then the certificate binding.
 fn check_token(
     policy: &Policy,
+    verifier: &mut Verifier<'_>,
     found: &Found<'_>,
     cert: &mut dyn ClientCertificate,
     now: i64,
-) -> Result<Accepted, (AuthError, Option<usize>)> {
-    let token = jwt::verify(policy, found.token, now).map_err(|e| (e, None))?;
+) -> Result<Accepted, Rejection> {
+    let token = jwt::verify(policy, verifier.keys, verifier.cache, found.token, now)?;
     let index = token.provider;
+    let routed = |error| Rejection {
+        error,
+        provider: Some(index),
+    };
     let provider = policy
         .providers
         .get(index)
-        .ok_or((AuthError::WrongIssuer, None))?;
+        .ok_or(AuthError::WrongIssuer)
+        .map_err(routed)?;
     if !provider.sources.contains(found.source) {
         // The issuer's provider does not read tokens from where this one was.
-        return Err((AuthError::MissingToken, Some(index)));
+        return Err(routed(AuthError::MissingToken));
     }
-    let thumbprint = check_binding(provider, &token, cert).map_err(|e| (e, Some(index)))?;
+    let thumbprint = check_binding(provider, &token, cert).map_err(routed)?;
     Ok(Accepted { token, thumbprint })
 }
 

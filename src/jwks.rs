@@ -10,6 +10,7 @@
 use jwt_simple::JWTError;
 use jwt_simple::prelude::*;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::error::AuthError;
 
@@ -325,5 +326,54 @@ fn describe_import_error(e: &jwt_simple::Error) -> String {
         Some(JWTError::WeakKey) => "RSA modulus under 2048 bits".into(),
         Some(JWTError::UnsupportedRSAModulus) => "RSA modulus over 4096 bits".into(),
         _ => format!("invalid key ({e})"),
+    }
+}
+
+/// The key sets in force in one VM, one slot per provider, with a
+/// generation that changes whenever a slot's keys are replaced (so cached
+/// verifications made with older keys stop counting).
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    slots: Vec<KeySlot>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct KeySlot {
+    keys: Option<Arc<KeySet>>,
+    generation: u64,
+}
+
+impl KeyRing {
+    /// Local key sets are in force at once; remote ones once fetched.
+    pub fn for_policy(policy: &crate::config::Policy) -> KeyRing {
+        KeyRing {
+            slots: policy
+                .providers
+                .iter()
+                .map(|p| KeySlot {
+                    keys: match &p.jwks {
+                        crate::config::JwksSource::Local { keys, .. } => Some(Arc::clone(keys)),
+                        crate::config::JwksSource::Remote(_) => None,
+                    },
+                    generation: 0,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, provider: usize) -> Option<&Arc<KeySet>> {
+        self.slots.get(provider).and_then(|s| s.keys.as_ref())
+    }
+
+    pub fn generation(&self, provider: usize) -> u64 {
+        self.slots.get(provider).map_or(0, |s| s.generation)
+    }
+
+    /// Replaces a provider's keys; `generation` identifies the new set.
+    pub fn install(&mut self, provider: usize, keys: Arc<KeySet>, generation: u64) {
+        if let Some(slot) = self.slots.get_mut(provider) {
+            slot.keys = Some(keys);
+            slot.generation = generation;
+        }
     }
 }

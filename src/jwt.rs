@@ -11,10 +11,13 @@ use jwt_simple::JWTError;
 use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
+use crate::cache::TokenCache;
 use crate::config::{Policy, Provider, normalize_media_type};
 use crate::error::AuthError;
 use crate::json::parse_object;
-use crate::jwks::Alg;
+use crate::jwks::{Alg, KeyRing};
 
 /// A token whose signature and claims verified for one provider. The
 /// certificate binding is checked separately, against the request's client
@@ -36,15 +39,70 @@ struct Header {
     kid: Option<String>,
 }
 
-/// Verifies `token` against the provider whose `issuer` equals its `iss`.
-pub fn verify(policy: &Policy, token: &str, now: i64) -> Result<VerifiedToken, AuthError> {
+/// Why a token was refused, and the provider it was routed to (by `iss`)
+/// when it got that far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub error: AuthError,
+    pub provider: Option<usize>,
+}
+
+impl From<AuthError> for Rejection {
+    fn from(error: AuthError) -> Rejection {
+        Rejection {
+            error,
+            provider: None,
+        }
+    }
+}
+
+/// Verifies `token` against the provider whose `issuer` equals its `iss`,
+/// with that provider's keys in `keys`. A verification cached in `cache`
+/// for the same key generation skips the signature; the claims are always
+/// checked against `now`.
+pub fn verify(
+    policy: &Policy,
+    keys: &KeyRing,
+    cache: &mut TokenCache,
+    token: &str,
+    now: i64,
+) -> Result<Arc<VerifiedToken>, Rejection> {
     // Size cap before any decoding.
     if token.len() > policy.max_token_bytes {
         return Err(AuthError::TokenTooLarge {
             len: token.len(),
             max: policy.max_token_bytes,
-        });
+        }
+        .into());
     }
+    let digest = TokenCache::digest(token);
+    if let Some(hit) = cache.get(&digest, |p| keys.generation(p), now) {
+        let provider = policy
+            .providers
+            .get(hit.provider)
+            .ok_or(AuthError::WrongIssuer)?;
+        check_claims(provider, &hit.claims, now).map_err(|error| Rejection {
+            error,
+            provider: Some(hit.provider),
+        })?;
+        return Ok(hit);
+    }
+    let verified = verify_uncached(policy, keys, token, now)?;
+    let verified = Arc::new(verified);
+    cache.insert(
+        digest,
+        Arc::clone(&verified),
+        keys.generation(verified.provider),
+    );
+    Ok(verified)
+}
+
+fn verify_uncached(
+    policy: &Policy,
+    keys: &KeyRing,
+    token: &str,
+    now: i64,
+) -> Result<VerifiedToken, Rejection> {
     let (header_b64, payload_b64) = split_compact(token)?;
     let header_obj = decode_json(header_b64, "malformed token header")?;
     let claims = decode_json(payload_b64, "malformed token payload")?;
@@ -62,11 +120,21 @@ pub fn verify(policy: &Policy, token: &str, now: i64) -> Result<VerifiedToken, A
         .get(provider_index)
         .ok_or(AuthError::WrongIssuer)?;
 
-    let header = check_header(provider, &header_obj)?;
-    check_claim_types(&claims)?;
+    let routed = |error| Rejection {
+        error,
+        provider: Some(provider_index),
+    };
+    let header = check_header(provider, &header_obj).map_err(routed)?;
+    check_claim_types(&claims).map_err(routed)?;
 
     // Key by `kid`, fit for `alg`, then the signature.
-    let key = provider.keys.select(header.kid.as_deref(), header.alg)?;
+    let key_set = keys
+        .get(provider_index)
+        .ok_or(AuthError::KeysUnavailable)
+        .map_err(routed)?;
+    let key = key_set
+        .select(header.kid.as_deref(), header.alg)
+        .map_err(routed)?;
     let options = VerificationOptions {
         accept_future: true,
         max_token_length: Some(policy.max_token_bytes),
@@ -74,22 +142,31 @@ pub fn verify(policy: &Policy, token: &str, now: i64) -> Result<VerifiedToken, A
         artificial_time: Some(UnixTimeStamp::from_secs(now.max(0) as u64)),
         ..VerificationOptions::default()
     };
-    key.verify(token, options).map_err(|e| map_jwt_error(&e))?;
+    key.verify(token, options)
+        .map_err(|e| routed(map_jwt_error(&e)))?;
 
-    // Claims, one rule at a time.
-    let times = Times::read(&claims)?;
+    let expires_at = check_claims(provider, &claims, now).map_err(routed)?;
+    Ok(VerifiedToken {
+        provider: provider_index,
+        payload_b64: payload_b64.to_string(),
+        expires_at,
+        claims,
+    })
+}
+
+/// The claim rules, one at a time. Returns `exp`.
+fn check_claims(
+    provider: &Provider,
+    claims: &Map<String, Value>,
+    now: i64,
+) -> Result<Option<i64>, AuthError> {
+    let times = Times::read(claims)?;
     check_expiration(provider, &times, now)?;
     check_not_before(provider, &times, now)?;
     check_issued_at(provider, &times, now)?;
     check_lifetime(provider, &times, now)?;
-    check_audience(provider, &claims)?;
-
-    Ok(VerifiedToken {
-        provider: provider_index,
-        payload_b64: payload_b64.to_string(),
-        expires_at: times.exp,
-        claims,
-    })
+    check_audience(provider, claims)?;
+    Ok(times.exp)
 }
 
 /// RFC 7515 §7.1 compact serialization: exactly three segments. Five are a

@@ -6,6 +6,7 @@
 //! proxy-wasm glue lives in [`filter`].
 
 pub mod binding;
+pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod error;
@@ -15,6 +16,8 @@ pub mod jwks;
 pub mod jwt;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native_shim;
+pub mod remote;
+pub mod vm;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{

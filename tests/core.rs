@@ -12,17 +12,17 @@
 mod common;
 
 use certbound::binding::{Thumbprint, peer_certificate_der, thumbprint_of_pem};
+use certbound::cache::TokenCache;
 use certbound::config;
-use certbound::decision::{Allowed, Decision, HeaderOp, Request, decide};
+use certbound::decision::{Allowed, Decision, HeaderOp, Request, Verifier, decide};
 use certbound::error::AuthError;
-use certbound::jwks::{JwksError, KeySet};
-use certbound::jwt;
+use certbound::jwks::{JwksError, KeyRing, KeySet};
 use common::*;
 use serde_json::json;
 
 fn verify(name: &str) -> Result<(), AuthError> {
     let p = simple_policy(json!({}));
-    jwt::verify(&p, &token(name), now()).map(|_| ())
+    verify_with(&p, &token(name), now()).map(|_| ())
 }
 
 fn bearer(t: &str) -> Vec<(String, String)> {
@@ -43,7 +43,18 @@ fn run(
         .map(|(_, v)| v.as_str())
         .unwrap_or("/");
     let mut cert = cert;
-    decide(policy, Request { path, headers }, &mut cert, now())
+    let keys = KeyRing::for_policy(policy);
+    let mut cache = TokenCache::new(0);
+    decide(
+        policy,
+        Verifier {
+            keys: &keys,
+            cache: &mut cache,
+        },
+        Request { path, headers },
+        &mut cert,
+        now(),
+    )
 }
 
 fn denied(d: &Decision) -> Option<&AuthError> {
@@ -89,15 +100,15 @@ fn skew_is_configurable_and_not_jwt_simple_default() {
     // jwt-simple's default tolerance is 900 s; ours is what the config says.
     let p = simple_policy(json!({"clock_skew_seconds": 0}));
     assert_eq!(
-        jwt::verify(&p, &token("expired_within_skew"), now()).map(|_| ()),
+        verify_with(&p, &token("expired_within_skew"), now()).map(|_| ()),
         Err(AuthError::Expired)
     );
     let p = simple_policy(json!({"clock_skew_seconds": 120}));
-    assert!(jwt::verify(&p, &token("expired"), now()).is_ok());
+    assert!(verify_with(&p, &token("expired"), now()).is_ok());
     // An hour later, nothing of the default 60 s skew saves it.
     let p = simple_policy(json!({}));
     assert_eq!(
-        jwt::verify(&p, &token("good_ES256"), now() + 400).map(|_| ()),
+        verify_with(&p, &token("good_ES256"), now() + 400).map(|_| ()),
         Err(AuthError::Expired)
     );
 }
@@ -106,7 +117,7 @@ fn skew_is_configurable_and_not_jwt_simple_default() {
 fn expiration_is_required_by_default() {
     assert_eq!(verify("no_exp"), Err(AuthError::MissingExpiration));
     let p = simple_policy(json!({"require_expiration": false}));
-    assert!(jwt::verify(&p, &token("no_exp"), now()).is_ok());
+    assert!(verify_with(&p, &token("no_exp"), now()).is_ok());
 }
 
 #[test]
@@ -118,7 +129,7 @@ fn issuer_and_audience() {
     assert_eq!(verify("aud_array"), Ok(()));
     // Without configured audiences, aud is not checked.
     let p = simple_policy(json!({"audiences": null}));
-    assert!(jwt::verify(&p, &token("wrong_aud"), now()).is_ok());
+    assert!(verify_with(&p, &token("wrong_aud"), now()).is_ok());
 }
 
 #[test]
@@ -132,7 +143,7 @@ fn key_selection_by_kid() {
     );
     // One key and no kid: that key.
     let p = simple_policy(json!({"local_jwks": {"inline_string": jwks("single_jwks")}}));
-    assert!(jwt::verify(&p, &token("single_no_kid"), now()).is_ok());
+    assert!(verify_with(&p, &token("single_no_kid"), now()).is_ok());
 }
 
 #[test]
@@ -160,10 +171,10 @@ fn algorithm_confusion_is_refused() {
     );
     let p = simple_policy(json!({"algorithms": ["RS256"]}));
     assert_eq!(
-        jwt::verify(&p, &token("good_ES256"), now()).map(|_| ()),
+        verify_with(&p, &token("good_ES256"), now()).map(|_| ()),
         Err(AuthError::AlgorithmNotAllowed)
     );
-    assert!(jwt::verify(&p, &token("good_RS256"), now()).is_ok());
+    assert!(verify_with(&p, &token("good_RS256"), now()).is_ok());
 }
 
 #[test]
@@ -185,11 +196,11 @@ fn structure() {
     let p = simple_policy(json!({}));
     let huge = format!("{}{}", token("good_ES256"), "A".repeat(9000));
     assert!(matches!(
-        jwt::verify(&p, &huge, now()),
+        verify_with(&p, &huge, now()),
         Err(AuthError::TokenTooLarge { .. })
     ));
-    assert!(jwt::verify(&p, "", now()).is_err());
-    assert!(jwt::verify(&p, "....", now()).is_err());
+    assert!(verify_with(&p, "", now()).is_err());
+    assert!(verify_with(&p, "....", now()).is_err());
 }
 
 #[test]
@@ -197,7 +208,7 @@ fn token_types() {
     assert_eq!(verify("typ_jose"), Err(AuthError::WrongTokenType));
     assert_eq!(verify("no_typ"), Ok(()));
     let p = simple_policy(json!({"token_types": ["application/at+jwt"]}));
-    let v = |n: &str| jwt::verify(&p, &token(n), now()).map(|_| ());
+    let v = |n: &str| verify_with(&p, &token(n), now()).map(|_| ());
     assert_eq!(v("typ_at_jwt"), Ok(()));
     assert_eq!(v("typ_app_at_jwt"), Ok(()));
     assert_eq!(v("good_ES256"), Err(AuthError::WrongTokenType));
@@ -207,9 +218,9 @@ fn token_types() {
 #[test]
 fn max_lifetime() {
     let p = simple_policy(json!({"max_lifetime_seconds": 3600}));
-    assert!(jwt::verify(&p, &token("good_ES256"), now()).is_ok());
+    assert!(verify_with(&p, &token("good_ES256"), now()).is_ok());
     assert_eq!(
-        jwt::verify(&p, &token("long_lifetime"), now()).map(|_| ()),
+        verify_with(&p, &token("long_lifetime"), now()).map(|_| ()),
         Err(AuthError::LifetimeTooLong)
     );
 }
@@ -694,5 +705,116 @@ fn config_reads_jwks_from_the_vm_environment() {
     let env = |name: &str| (name == "JWKS").then(|| jwks("jwks"));
     let cfg = json!({"providers": {"idp": provider(json!({"local_jwks": {"environment_variable": "JWKS"}}))}});
     let p = config::parse(cfg.to_string().as_bytes(), &env).unwrap();
-    assert_eq!(p.providers[0].keys.len(), 4);
+    assert_eq!(KeyRing::for_policy(&p).get(0).map(|k| k.len()), Some(4));
+}
+
+#[test]
+fn remote_jwks_config() {
+    let cfg = json!({"providers": {"idp": provider(json!({
+        "local_jwks": null,
+        "remote_jwks": {
+            "http_uri": {"uri": "https://idp.example.com:8443/.well-known/jwks.json", "cluster": "idp", "timeout": "2.5s"},
+            "cache_duration": "300s"
+        }
+    }))}, "jwt_cache_size": 10});
+    let p = policy(cfg);
+    let config::JwksSource::Remote(r) = &p.providers[0].jwks else {
+        panic!("not remote")
+    };
+    assert_eq!(r.authority, "idp.example.com:8443");
+    assert_eq!(r.path, "/.well-known/jwks.json");
+    assert_eq!(r.timeout_ms, 2500);
+    assert_eq!(r.cache_duration_ms, 300_000);
+    assert_eq!(r.min_refetch_interval_ms, 30_000);
+    assert_eq!(p.jwt_cache_size, 10);
+    // No keys until fetched.
+    assert!(KeyRing::for_policy(&p).get(0).is_none());
+    assert_eq!(
+        verify_with(&p, &token("good_ES256"), now()).err(),
+        Some(AuthError::KeysUnavailable)
+    );
+
+    for (remote, field) in [
+        (
+            json!({"http_uri": {"uri": "ftp://x/jwks", "cluster": "c"}}),
+            "remote_jwks.http_uri.uri",
+        ),
+        (
+            json!({"http_uri": {"uri": "https:///jwks", "cluster": "c"}}),
+            "remote_jwks.http_uri.uri",
+        ),
+        (
+            json!({"http_uri": {"uri": "https://x/jwks", "cluster": ""}}),
+            "remote_jwks.http_uri.cluster",
+        ),
+        (
+            json!({"http_uri": {"uri": "https://x/jwks", "cluster": "c", "timeout": "2"}}),
+            "remote_jwks.http_uri.timeout",
+        ),
+        (
+            json!({"http_uri": {"uri": "https://x/jwks", "cluster": "c"}, "cache_duration": "-1s"}),
+            "remote_jwks.cache_duration",
+        ),
+    ] {
+        let e = config_error(
+            json!({"providers": {"idp": provider(json!({"local_jwks": null, "remote_jwks": remote}))}}),
+        );
+        assert_eq!(e.field, format!("providers.idp.{field}"), "{e}");
+    }
+    let both = config_error(json!({"providers": {"idp": provider(json!({
+        "remote_jwks": {"http_uri": {"uri": "https://x/jwks", "cluster": "c"}}
+    }))}}));
+    assert!(both.message.contains("exactly one"), "{both}");
+}
+
+#[test]
+fn token_cache_skips_only_the_signature() {
+    use certbound::jwt;
+    let p = simple_policy(json!({}));
+    let keys = KeyRing::for_policy(&p);
+    let mut cache = TokenCache::new(2);
+    let t = token("good_ES256");
+    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert_eq!((cache.hits, cache.misses), (0, 1));
+    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert_eq!((cache.hits, cache.misses), (1, 1));
+    // Time is checked on a hit.
+    assert_eq!(
+        jwt::verify(&p, &keys, &mut cache, &t, now() + 400)
+            .map_err(|r| r.error)
+            .err(),
+        Some(AuthError::Expired)
+    );
+    // Bounded: the oldest entry goes.
+    for n in ["good_ES384", "good_EdDSA", "good_RS256"] {
+        assert!(jwt::verify(&p, &keys, &mut cache, &token(n), now()).is_ok());
+    }
+    assert_eq!(cache.len(), 2);
+    // A new key generation invalidates cached verifications.
+    let mut rotated = keys.clone();
+    rotated.install(0, keys.get(0).unwrap().clone(), 7);
+    let misses = cache.misses;
+    assert!(jwt::verify(&p, &rotated, &mut cache, &token("good_RS256"), now()).is_ok());
+    assert_eq!(cache.misses, misses + 1);
+    // The binding is still checked on a hit: same token, other certificate.
+    let h = bearer(&t);
+    let mut cache = TokenCache::new(10);
+    for (cert, ok) in [("client_a", true), ("client_b", false), ("client_a", true)] {
+        let mut c = Some(thumb(cert));
+        let d = decide(
+            &p,
+            Verifier {
+                keys: &keys,
+                cache: &mut cache,
+            },
+            Request {
+                path: "/",
+                headers: &h,
+            },
+            &mut c,
+            now(),
+        );
+        assert_eq!(matches!(d, Decision::Allow(_)), ok, "{cert}");
+    }
+    assert_eq!(cache.hits, 2);
 }

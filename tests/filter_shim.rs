@@ -13,7 +13,7 @@
 
 mod common;
 
-use certbound::filter::{CertboundRoot, Host};
+use certbound::filter::{CertboundRoot, Host, MetricKind};
 use common::*;
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::Action;
@@ -26,26 +26,66 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// A local response: status, headers, body.
 type LocalResponse = (u32, Vec<(String, String)>, Vec<u8>);
 
+/// A dispatched HTTP call: token, cluster, headers.
+type Call = (u32, String, Vec<(String, String)>);
+
+/// One HTTP stream as the host sees it.
+#[derive(Default, Clone)]
+struct Stream {
+    headers: Vec<(String, String)>,
+    properties: HashMap<String, Vec<u8>>,
+    response: Option<LocalResponse>,
+    resumed: bool,
+}
+
 #[derive(Default)]
 struct State {
     config: Option<Vec<u8>>,
     env: HashMap<String, String>,
     now: Option<SystemTime>,
-    headers: Vec<(String, String)>,
-    properties: HashMap<String, Vec<u8>>,
-    response: Option<LocalResponse>,
+    /// Streams by context id; `effective` is the one host calls act on.
+    streams: HashMap<u32, Stream>,
+    effective: u32,
     counters: Vec<(String, u64)>,
     logs: Vec<(log::Level, String)>,
+    shared: HashMap<String, (Vec<u8>, u32)>,
+    next_cas: u32,
+    /// Dispatched HTTP calls: (token, cluster, headers).
+    calls: Vec<Call>,
+    /// What the next `http_call_response` returns.
+    call_response: (Option<String>, Option<Vec<u8>>),
+    tick: Option<Duration>,
 }
 
+/// The fake host. Clones share state: several "VMs" (roots) made from
+/// clones of one host share its shared data, as Envoy's workers do.
 #[derive(Clone, Default)]
 struct FakeHost(Rc<RefCell<State>>);
 
 impl FakeHost {
     fn new() -> Self {
         let h = FakeHost::default();
-        h.0.borrow_mut().now = Some(UNIX_EPOCH + Duration::from_secs(now() as u64));
+        {
+            let mut s = h.0.borrow_mut();
+            s.now = Some(UNIX_EPOCH + Duration::from_secs(now() as u64));
+            s.effective = 1;
+            s.streams.insert(1, Stream::default());
+        }
         h
+    }
+    fn stream<R>(&self, f: impl FnOnce(&mut Stream) -> R) -> R {
+        let mut s = self.0.borrow_mut();
+        let id = s.effective;
+        f(s.streams.entry(id).or_default())
+    }
+    /// Makes `id` the current stream (a new, empty one if unknown).
+    fn on_stream(self, id: u32) -> Self {
+        {
+            let mut s = self.0.borrow_mut();
+            s.effective = id;
+            s.streams.entry(id).or_default();
+        }
+        self
     }
     fn with_config(self, cfg: Value) -> Self {
         self.0.borrow_mut().config = Some(cfg.to_string().into_bytes());
@@ -56,14 +96,11 @@ impl FakeHost {
         self
     }
     fn with_property(self, path: &[&str], value: &[u8]) -> Self {
-        self.0
-            .borrow_mut()
-            .properties
-            .insert(path.join("."), value.to_vec());
+        self.stream(|st| st.properties.insert(path.join("."), value.to_vec()));
         self
     }
     fn with_header(self, k: &str, v: &str) -> Self {
-        self.0.borrow_mut().headers.push((k.into(), v.into()));
+        self.stream(|st| st.headers.push((k.into(), v.into())));
         self
     }
     fn with_peer_cert(self, name: &str) -> Self {
@@ -73,8 +110,26 @@ impl FakeHost {
     fn with_bearer(self, t: &str) -> Self {
         self.with_header("authorization", &format!("Bearer {t}"))
     }
+    fn advance(&self, d: Duration) {
+        let mut s = self.0.borrow_mut();
+        s.now = s.now.map(|t| t + d);
+    }
+    fn response_of(&self, id: u32) -> Option<LocalResponse> {
+        self.0
+            .borrow()
+            .streams
+            .get(&id)
+            .and_then(|st| st.response.clone())
+    }
+    fn resumed(&self, id: u32) -> bool {
+        self.0
+            .borrow()
+            .streams
+            .get(&id)
+            .is_some_and(|st| st.resumed)
+    }
     fn response(&self) -> Option<LocalResponse> {
-        self.0.borrow().response.clone()
+        self.stream(|st| st.response.clone())
     }
     fn status(&self) -> Option<u32> {
         self.response().map(|r| r.0)
@@ -87,12 +142,12 @@ impl FakeHost {
         })
     }
     fn header(&self, name: &str) -> Option<String> {
-        self.0
-            .borrow()
-            .headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+        self.stream(|st| {
+            st.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
     }
     fn counter(&self, name: &str) -> u64 {
         self.0
@@ -112,6 +167,15 @@ impl FakeHost {
             .collect::<Vec<_>>()
             .join("\n")
     }
+    fn calls(&self) -> Vec<Call> {
+        self.0.borrow().calls.clone()
+    }
+    fn answer_with(&self, status: Option<&str>, body: &[u8]) {
+        self.0.borrow_mut().call_response = (status.map(str::to_string), Some(body.to_vec()));
+    }
+    fn tick(&self) -> Option<Duration> {
+        self.0.borrow().tick
+    }
 }
 
 impl Host for FakeHost {
@@ -125,31 +189,88 @@ impl Host for FakeHost {
         self.0.borrow().now
     }
     fn request_headers(&self) -> Vec<(String, String)> {
-        self.0.borrow().headers.clone()
+        self.stream(|st| st.headers.clone())
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.0.borrow().properties.get(&path.join(".")).cloned()
+        self.stream(|st| st.properties.get(&path.join(".")).cloned())
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
-        let mut s = self.0.borrow_mut();
-        s.headers.retain(|(k, _)| k != name);
-        if let Some(v) = value {
-            s.headers.push((name.into(), v.into()));
-        }
+        self.stream(|st| {
+            st.headers.retain(|(k, _)| k != name);
+            if let Some(v) = value {
+                st.headers.push((name.into(), v.into()));
+            }
+        })
     }
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.stream(|st| {
+            assert!(st.response.is_none(), "two local responses");
+            st.response = Some((
+                status,
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body.to_vec(),
+            ));
+        })
+    }
+    fn resume_request(&self) {
+        self.stream(|st| st.resumed = true)
+    }
+    fn set_effective_context(&self, context_id: u32) -> bool {
         let mut s = self.0.borrow_mut();
-        assert!(s.response.is_none(), "two local responses");
-        s.response = Some((
-            status,
+        if s.streams.contains_key(&context_id) {
+            s.effective = context_id;
+            true
+        } else {
+            false
+        }
+    }
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.0.borrow().shared.get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        // Envoy's semantics: a CAS is checked only against an existing entry.
+        let mut s = self.0.borrow_mut();
+        if let (Some(cas), Some((_, cur))) = (cas, s.shared.get(key))
+            && cas != *cur
+        {
+            return false;
+        }
+        s.next_cas += 1;
+        let next = s.next_cas;
+        s.shared.insert(key.into(), (value.to_vec(), next));
+        true
+    }
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        _timeout: Duration,
+    ) -> Option<u32> {
+        let mut s = self.0.borrow_mut();
+        let token = s.calls.len() as u32 + 100;
+        s.calls.push((
+            token,
+            cluster.into(),
             headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            body.to_vec(),
         ));
+        Some(token)
     }
-    fn define_counter(&self, name: &str) -> Option<u32> {
+    fn http_call_response(&self, _body_size: usize) -> (Option<String>, Option<Vec<u8>>) {
+        self.0.borrow().call_response.clone()
+    }
+    fn set_tick_period(&self, period: Duration) {
+        self.0.borrow_mut().tick = Some(period);
+    }
+    fn define_metric(&self, _kind: MetricKind, name: &str) -> Option<u32> {
         let mut s = self.0.borrow_mut();
         if let Some(i) = s.counters.iter().position(|(n, _)| n == name) {
             return Some(i as u32);
@@ -157,8 +278,11 @@ impl Host for FakeHost {
         s.counters.push((name.into(), 0));
         Some(s.counters.len() as u32 - 1)
     }
-    fn increment_counter(&self, id: u32) {
-        self.0.borrow_mut().counters[id as usize].1 += 1;
+    fn increment_metric(&self, id: u32, by: i64) {
+        self.0.borrow_mut().counters[id as usize].1 += by as u64;
+    }
+    fn record_metric(&self, id: u32, value: u64) {
+        self.0.borrow_mut().counters[id as usize].1 = value;
     }
     fn log(&self, level: log::Level, message: &str) {
         self.0.borrow_mut().logs.push((level, message.into()));
@@ -416,4 +540,265 @@ fn skipped_keys_are_logged() {
     let logs = h.logs();
     assert!(logs.contains("RSA modulus under 2048 bits"), "{logs}");
     assert!(logs.contains("duplicate kid"), "{logs}");
+}
+
+// ------------------------------------------------------------------ remote JWKS
+
+fn remote_config() -> Value {
+    json!({"providers": {"idp": provider(json!({
+        "local_jwks": null,
+        "remote_jwks": {
+            "http_uri": {"uri": "https://idp.example.com/jwks", "cluster": "idp_jwks", "timeout": "2s"},
+            "cache_duration": "600s",
+            "min_refetch_interval": "30s"
+        }
+    }))}})
+}
+
+/// The vectors' JWKS without the keys whose kid is in `without`.
+fn jwks_without(without: &[&str]) -> String {
+    let keys: Vec<Value> = vectors()["jwks"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| !without.contains(&k["kid"].as_str().unwrap()))
+        .cloned()
+        .collect();
+    json!({ "keys": keys }).to_string()
+}
+
+fn configured_root(h: &FakeHost) -> CertboundRoot<FakeHost> {
+    let mut root = CertboundRoot::new(h.clone());
+    assert!(root.on_configure(0), "{}", h.logs());
+    root
+}
+
+/// Starts a request on stream `id`, returning its action.
+fn start(root: &CertboundRoot<FakeHost>, h: &FakeHost, id: u32, t: &str) -> Action {
+    let h = h.clone().on_stream(id);
+    let h = h
+        .with_header(":path", "/api")
+        .with_peer_cert("client_a")
+        .with_bearer(t);
+    let mut http = root.create_http_context(id).unwrap();
+    let _ = &h;
+    http.on_http_request_headers(0, true)
+}
+
+fn deliver(
+    root: &mut CertboundRoot<FakeHost>,
+    h: &FakeHost,
+    token: u32,
+    status: Option<&str>,
+    body: &str,
+) {
+    use proxy_wasm::traits::Context;
+    h.answer_with(status, body.as_bytes());
+    root.on_http_call_response(token, 0, body.len(), 0);
+}
+
+#[test]
+fn remote_keys_are_fetched_and_paused_requests_resumed() {
+    let h = FakeHost::new().with_config(remote_config());
+    let mut root = configured_root(&h);
+    assert_eq!(h.tick(), Some(Duration::from_millis(1)), "first tick soon");
+    // A request before any keys: paused, not failed.
+    assert_eq!(start(&root, &h, 7, &token("good_ES256")), Action::Pause);
+    assert_eq!(h.response_of(7), None);
+    root.on_tick();
+    let calls = h.calls();
+    assert_eq!(calls.len(), 1);
+    let (tok, cluster, headers) = &calls[0];
+    assert_eq!(cluster, "idp_jwks");
+    assert!(headers.contains(&(":path".into(), "/jwks".into())));
+    assert!(headers.contains(&(":authority".into(), "idp.example.com".into())));
+    // Ticks keep running while the request waits.
+    root.on_tick();
+    assert_eq!(h.calls().len(), 1, "no second fetch while one is in flight");
+    deliver(&mut root, &h, *tok, Some("200"), &jwks("jwks"));
+    assert!(h.resumed(7), "{}", h.logs());
+    assert_eq!(h.response_of(7), None);
+    assert_eq!(h.counter("certbound.provider.idp.jwks_fetch_success"), 1);
+    assert_eq!(h.counter("certbound.provider.idp.keys_loaded"), 4);
+    // Idle: the next tick is the refresh, not a poll.
+    assert!(
+        h.tick().unwrap() >= Duration::from_secs(60),
+        "{:?}",
+        h.tick()
+    );
+    // Later requests go straight through.
+    assert_eq!(start(&root, &h, 8, &token("good_EdDSA")), Action::Continue);
+}
+
+#[test]
+fn one_fetch_per_envoy_not_per_worker() {
+    let h = FakeHost::new().with_config(remote_config());
+    let mut a = configured_root(&h);
+    let mut b = configured_root(&h);
+    a.on_tick();
+    b.on_tick();
+    a.on_tick();
+    b.on_tick();
+    assert_eq!(h.calls().len(), 1, "one fetch for two VMs");
+    let tok = h.calls()[0].0;
+    deliver(&mut a, &h, tok, Some("200"), &jwks("jwks"));
+    // The other VM picks the shared keys up on its next tick, without fetching.
+    b.on_tick();
+    assert_eq!(h.calls().len(), 1);
+    assert_eq!(start(&b, &h, 9, &token("good_ES256")), Action::Continue);
+}
+
+#[test]
+fn keys_unavailable_after_the_timeout() {
+    let h = FakeHost::new().with_config(remote_config());
+    let mut root = configured_root(&h);
+    assert_eq!(start(&root, &h, 7, &token("good_ES256")), Action::Pause);
+    root.on_tick();
+    let tok = h.calls()[0].0;
+    // The JWKS endpoint is down: the waiting request gets a clear 401 at once.
+    deliver(&mut root, &h, tok, None, "");
+    let r = h.response_of(7).expect("answered");
+    assert_eq!(r.0, 401);
+    assert!(
+        r.1.iter()
+            .any(|(k, v)| k == "www-authenticate" && v.contains("signing keys unavailable")),
+        "{r:?}"
+    );
+    assert_eq!(h.counter("certbound.provider.idp.jwks_fetch_failed"), 1);
+    // A request that waits while nothing answers is failed at the deadline.
+    assert_eq!(start(&root, &h, 8, &token("good_ES256")), Action::Pause);
+    h.advance(Duration::from_millis(2_001));
+    root.on_tick();
+    assert_eq!(h.response_of(8).map(|r| r.0), Some(401));
+    // Recovery once the endpoint answers: that tick also retried (the
+    // 0.5 s backoff had passed), and the retry loads the keys.
+    assert_eq!(h.calls().len(), 2, "retried after backoff");
+    let tok = h.calls().last().unwrap().0;
+    deliver(&mut root, &h, tok, Some("200"), &jwks("jwks"));
+    assert_eq!(start(&root, &h, 9, &token("good_ES256")), Action::Continue);
+}
+
+#[test]
+fn garbage_and_errors_keep_the_last_good_keys() {
+    let mut cfg = remote_config();
+    cfg["providers"]["idp"]["remote_jwks"]["cache_duration"] = json!("10s");
+    let h = FakeHost::new().with_config(cfg);
+    let mut root = configured_root(&h);
+    root.on_tick();
+    deliver(&mut root, &h, h.calls()[0].0, Some("200"), &jwks("jwks"));
+    for (status, body) in [
+        (Some("200"), "<html>not json</html>"),
+        (Some("503"), "busy"),
+        (Some("200"), r#"{"keys":[]}"#),
+        (None, ""),
+    ] {
+        // Move past the cache duration (and any backoff): a refresh is due.
+        h.advance(Duration::from_secs(10));
+        root.on_tick();
+        let tok = h.calls().last().unwrap().0;
+        deliver(&mut root, &h, tok, status, body);
+        let id = 100 + h.calls().len() as u32;
+        assert_eq!(
+            start(&root, &h, id, &token("good_ES256")),
+            Action::Continue,
+            "{body}"
+        );
+    }
+    assert_eq!(h.counter("certbound.provider.idp.jwks_fetch_failed"), 4);
+    assert!(h.logs().contains("keeping the last good keys"));
+}
+
+#[test]
+fn unknown_kid_triggers_one_rate_limited_refetch() {
+    let h = FakeHost::new().with_config(remote_config());
+    let mut root = configured_root(&h);
+    root.on_tick();
+    deliver(
+        &mut root,
+        &h,
+        h.calls()[0].0,
+        Some("200"),
+        &jwks_without(&["es384"]),
+    );
+    h.advance(Duration::from_secs(31));
+    // A token signed with a key the IdP has just rotated in.
+    assert_eq!(start(&root, &h, 20, &token("good_ES384")), Action::Pause);
+    root.on_tick();
+    assert_eq!(h.calls().len(), 2, "refetch");
+    deliver(&mut root, &h, h.calls()[1].0, Some("200"), &jwks("jwks"));
+    assert!(
+        h.resumed(20),
+        "new key accepted without restart: {:?}",
+        h.response_of(20)
+    );
+    // A kid that is still unknown is refused, and does not refetch again soon.
+    let t = token("unknown_kid");
+    assert_eq!(start(&root, &h, 21, &t), Action::Pause);
+    assert_eq!(h.response_of(21).map(|r| r.0), Some(401));
+    root.on_tick();
+    assert_eq!(h.calls().len(), 2, "rate limited by min_refetch_interval");
+}
+
+#[test]
+fn another_workers_rotation_is_picked_up_on_unknown_kid() {
+    let h = FakeHost::new().with_config(remote_config());
+    let mut a = configured_root(&h);
+    let b = configured_root(&h);
+    a.on_tick();
+    deliver(
+        &mut a,
+        &h,
+        h.calls()[0].0,
+        Some("200"),
+        &jwks_without(&["es384"]),
+    );
+    h.advance(Duration::from_secs(31));
+    assert_eq!(start(&a, &h, 30, &token("good_ES384")), Action::Pause);
+    a.on_tick();
+    deliver(&mut a, &h, h.calls()[1].0, Some("200"), &jwks("jwks"));
+    // VM b has not ticked since; it syncs from shared data on the unknown kid.
+    assert_eq!(start(&b, &h, 31, &token("good_ES384")), Action::Continue);
+    assert_eq!(h.calls().len(), 2);
+}
+
+#[test]
+fn cache_hits_still_check_the_binding() {
+    let h = FakeHost::new().with_config(config());
+    let root = configured_root(&h);
+    let t = token("good_ES256");
+    assert_eq!(start(&root, &h, 40, &t), Action::Continue);
+    assert_eq!(start(&root, &h, 41, &t), Action::Continue);
+    assert_eq!(h.counter("certbound.cache_hit"), 1);
+    assert_eq!(h.counter("certbound.cache_miss"), 1);
+    // Same token from another client certificate: a cache hit, still refused.
+    let other = h
+        .clone()
+        .on_stream(42)
+        .with_header(":path", "/")
+        .with_peer_cert("client_b")
+        .with_bearer(&t);
+    let mut http = root.create_http_context(42).unwrap();
+    assert_eq!(http.on_http_request_headers(0, true), Action::Pause);
+    assert_eq!(other.status(), Some(401));
+    assert_eq!(h.counter("certbound.cache_hit"), 2);
+    assert_eq!(h.counter("certbound.denied.binding_mismatch"), 1);
+}
+
+#[test]
+fn cache_can_be_disabled() {
+    let mut cfg = config();
+    cfg["jwt_cache_size"] = json!(0);
+    let h = FakeHost::new().with_config(cfg);
+    let root = configured_root(&h);
+    let t = token("good_ES256");
+    assert_eq!(start(&root, &h, 40, &t), Action::Continue);
+    assert_eq!(start(&root, &h, 41, &t), Action::Continue);
+    assert_eq!(h.counter("certbound.cache_hit"), 0);
+}
+
+#[test]
+fn local_keys_never_tick() {
+    let h = FakeHost::new().with_config(config());
+    let _root = configured_root(&h);
+    assert_eq!(h.tick(), None);
 }

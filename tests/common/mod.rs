@@ -4,7 +4,11 @@
 #![allow(dead_code)]
 
 use certbound::binding::{Thumbprint, thumbprint_of_pem};
+use certbound::cache::TokenCache;
 use certbound::config::{self, Policy};
+use certbound::error::AuthError;
+use certbound::jwks::KeyRing;
+use certbound::jwt::{self, VerifiedToken};
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 
@@ -65,4 +69,15 @@ pub fn policy(cfg: Value) -> Policy {
 
 pub fn simple_policy(extra: Value) -> Policy {
     policy(json!({"providers": {"idp": provider(extra)}}))
+}
+
+/// Verifies with the policy's local keys and no cache.
+pub fn verify_with(
+    p: &Policy,
+    t: &str,
+    now: i64,
+) -> Result<std::sync::Arc<VerifiedToken>, AuthError> {
+    let keys = KeyRing::for_policy(p);
+    let mut cache = TokenCache::new(0);
+    jwt::verify(p, &keys, &mut cache, t, now).map_err(|r| r.error)
 }

@@ -1,0 +1,745 @@
+//! One wasm VM's state and the steps the contexts take on it: deciding a
+//! request, pausing it while its provider's keys are missing or being
+//! refetched, and keeping `remote_jwks` key sets fetched, shared and fresh.
+//!
+//! It talks to Envoy only through [`Host`], never through proxy-wasm, so
+//! the native tests drive it with a fake host.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::binding::{Thumbprint, thumbprint_of_pem};
+use crate::cache::TokenCache;
+use crate::config::{JwksSource, Policy, RemoteJwks};
+use crate::decision::{self, ClientCertificate, Decision, HeaderOp, Request, Verifier};
+use crate::error::AuthError;
+use crate::jwks::{KeyRing, KeySet};
+use crate::remote::{self, FetchState, SharedJwks};
+
+/// Everything the filter asks of its host. Failures fold into `None` or
+/// `false`, and every caller fails closed on them.
+pub trait Host {
+    fn plugin_configuration(&self) -> Option<Vec<u8>>;
+    /// An environment variable of the VM (`vm_config.environment_variables`).
+    fn env_var(&self, name: &str) -> Option<String>;
+    fn now(&self) -> Option<std::time::SystemTime>;
+    /// The request headers of the effective stream.
+    fn request_headers(&self) -> Vec<(String, String)>;
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Sets (`Some`) or removes (`None`) a request header.
+    fn set_request_header(&self, name: &str, value: Option<&str>);
+    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
+    /// Resumes the effective stream, paused earlier.
+    fn resume_request(&self);
+    /// Makes `context_id` the stream later calls act on; `false` if it is gone.
+    fn set_effective_context(&self, context_id: u32) -> bool;
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Compare-and-swap write; `false` on a CAS mismatch or any failure.
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Option<u32>;
+    /// `:status` and body of the HTTP call response being delivered.
+    fn http_call_response(&self, body_size: usize) -> (Option<String>, Option<Vec<u8>>);
+    /// Ticks of the root context; zero stops them.
+    fn set_tick_period(&self, period: Duration);
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
+    fn increment_metric(&self, id: u32, by: i64);
+    fn record_metric(&self, id: u32, value: u64);
+    fn log(&self, level: log::Level, message: &str);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// How often a VM looks at shared state while something is pending.
+pub const POLL_MS: u64 = 100;
+/// The longest idle tick: key refresh is checked at least this often.
+pub const IDLE_TICK_MS: u64 = 60_000;
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ProviderMetrics {
+    allowed: Option<u32>,
+    denied: Option<u32>,
+    fetch_success: Option<u32>,
+    fetch_failed: Option<u32>,
+    keys_loaded: Option<u32>,
+}
+
+/// The stats of `/stats`, defined once per VM at configure time.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    allowed: Option<u32>,
+    denied: Option<u32>,
+    cache_hit: Option<u32>,
+    cache_miss: Option<u32>,
+    reasons: HashMap<&'static str, u32>,
+    providers: Vec<ProviderMetrics>,
+}
+
+impl Metrics {
+    pub fn define(host: &dyn Host, policy: &Policy) -> Metrics {
+        let counter = |name: &str| host.define_metric(MetricKind::Counter, name);
+        let mut reasons = HashMap::new();
+        for r in AuthError::REASONS {
+            if let Some(id) = counter(&format!("certbound.denied.{r}")) {
+                reasons.insert(r, id);
+            }
+        }
+        let providers = policy
+            .providers
+            .iter()
+            .map(|p| {
+                let n = metric_safe(&p.name);
+                let remote = matches!(p.jwks, JwksSource::Remote(_));
+                let per = |what: &str| counter(&format!("certbound.provider.{n}.{what}"));
+                ProviderMetrics {
+                    allowed: per("allowed"),
+                    denied: per("denied"),
+                    fetch_success: remote.then(|| per("jwks_fetch_success")).flatten(),
+                    fetch_failed: remote.then(|| per("jwks_fetch_failed")).flatten(),
+                    keys_loaded: host.define_metric(
+                        MetricKind::Gauge,
+                        &format!("certbound.provider.{n}.keys_loaded"),
+                    ),
+                }
+            })
+            .collect();
+        Metrics {
+            allowed: counter("certbound.allowed"),
+            denied: counter("certbound.denied"),
+            cache_hit: counter("certbound.cache_hit"),
+            cache_miss: counter("certbound.cache_miss"),
+            reasons,
+            providers,
+        }
+    }
+
+    fn bump(host: &dyn Host, id: Option<u32>, by: u64) {
+        if let (Some(id), true) = (id, by > 0) {
+            host.increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn provider(&self, p: Option<usize>) -> ProviderMetrics {
+        p.and_then(|p| self.providers.get(p).copied())
+            .unwrap_or_default()
+    }
+
+    fn record(&self, host: &dyn Host, decision: &Decision) {
+        match decision {
+            Decision::Allow(a) => {
+                Self::bump(host, self.allowed, 1);
+                Self::bump(host, self.provider(a.provider).allowed, 1);
+            }
+            Decision::Deny { error, provider } => {
+                Self::bump(host, self.denied, 1);
+                Self::bump(host, self.reasons.get(error.reason()).copied(), 1);
+                Self::bump(host, self.provider(*provider).denied, 1);
+            }
+        }
+    }
+}
+
+/// Stat names allow `[A-Za-z0-9_-]`; anything else becomes `_`.
+fn metric_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The VM
+// ---------------------------------------------------------------------------
+
+/// A `remote_jwks` provider's view of the shared key set.
+#[derive(Debug)]
+struct RemoteSlot {
+    cfg: RemoteJwks,
+    jwks_key: String,
+    state_key: String,
+    /// The shared sequence number installed in this VM's key ring.
+    seq: u64,
+    /// CAS of the shared entry last read, to skip re-parsing it.
+    seen_cas: Option<u32>,
+    fetched_at_ms: Option<u64>,
+    refetch_requested: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    context_id: u32,
+    provider: usize,
+    deadline_ms: u64,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Allowed: the request goes upstream.
+    Continue,
+    /// Denied: a local response was sent.
+    Responded,
+    /// Paused until keys arrive (or the wait times out).
+    Waiting,
+}
+
+pub struct Vm {
+    policy: Arc<Policy>,
+    metrics: Metrics,
+    keys: KeyRing,
+    remote: Vec<Option<RemoteSlot>>,
+    cache: TokenCache,
+    waiters: Vec<Waiter>,
+    /// Our own JWKS fetches in flight: call token → provider.
+    calls: HashMap<u32, usize>,
+}
+
+fn now_ms(host: &dyn Host) -> Option<u64> {
+    host.now()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+}
+
+impl Vm {
+    /// A VM for a validated policy. Remote key sets start empty; the first
+    /// tick fetches them.
+    pub fn new(host: &dyn Host, policy: Policy) -> Vm {
+        let metrics = Metrics::define(host, &policy);
+        let keys = KeyRing::for_policy(&policy);
+        let remote: Vec<Option<RemoteSlot>> = policy
+            .providers
+            .iter()
+            .map(|p| match &p.jwks {
+                JwksSource::Remote(cfg) => {
+                    let (jwks_key, state_key) = remote::shared_keys(cfg);
+                    // Create the fetch-state entry, so that leases are CAS'd.
+                    if host.shared_data(&state_key).0.is_none() {
+                        host.set_shared_data(&state_key, &FetchState::default().encode(), None);
+                    }
+                    Some(RemoteSlot {
+                        cfg: cfg.clone(),
+                        jwks_key,
+                        state_key,
+                        seq: 0,
+                        seen_cas: None,
+                        fetched_at_ms: None,
+                        refetch_requested: false,
+                    })
+                }
+                JwksSource::Local { .. } => None,
+            })
+            .collect();
+        for (i, p) in policy.providers.iter().enumerate() {
+            if let (JwksSource::Local { keys, .. }, Some(id)) =
+                (&p.jwks, metrics.provider(Some(i)).keys_loaded)
+            {
+                host.record_metric(id, keys.len() as u64);
+            }
+        }
+        let cache = TokenCache::new(policy.jwt_cache_size);
+        let vm = Vm {
+            policy: Arc::new(policy),
+            metrics,
+            keys,
+            remote,
+            cache,
+            waiters: Vec::new(),
+            calls: HashMap::new(),
+        };
+        if vm.has_remote() {
+            // Fetch on the first tick: clusters are not usable during configure.
+            host.set_tick_period(Duration::from_millis(1));
+        }
+        vm
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn has_remote(&self) -> bool {
+        self.remote.iter().any(Option::is_some)
+    }
+
+    fn slot(&self, provider: usize) -> Option<&RemoteSlot> {
+        self.remote.get(provider).and_then(Option::as_ref)
+    }
+
+    fn slot_mut(&mut self, provider: usize) -> Option<&mut RemoteSlot> {
+        self.remote.get_mut(provider).and_then(Option::as_mut)
+    }
+
+    // -- requests ------------------------------------------------------------
+
+    /// Decides the effective stream's request and applies the decision.
+    /// `first` is false when a paused request is taken up again: it may no
+    /// longer wait.
+    pub fn process(&mut self, host: &dyn Host, context_id: u32, first: bool) -> Step {
+        let headers = host.request_headers();
+        let path = headers
+            .iter()
+            .find(|(n, _)| n == ":path")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("/");
+        let Some(now_ms) = now_ms(host) else {
+            let denial = Decision::Deny {
+                error: AuthError::Internal,
+                provider: None,
+            };
+            return self.apply(host, path, denial);
+        };
+        let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        let mut cert = PeerCertificate { host, read: None };
+        let mut synced = false;
+        loop {
+            let (hits, misses) = (self.cache.hits, self.cache.misses);
+            let decision = decision::decide(
+                &self.policy,
+                Verifier {
+                    keys: &self.keys,
+                    cache: &mut self.cache,
+                },
+                Request {
+                    path,
+                    headers: &headers,
+                },
+                &mut cert,
+                now,
+            );
+            Metrics::bump(host, self.metrics.cache_hit, self.cache.hits - hits);
+            Metrics::bump(host, self.metrics.cache_miss, self.cache.misses - misses);
+            if first
+                && let Decision::Deny {
+                    error,
+                    provider: Some(p),
+                } = &decision
+                && self.slot(*p).is_some()
+            {
+                let p = *p;
+                match error {
+                    // §2 of the remote JWKS design: before the first keys
+                    // arrive, wait for them, up to the fetch timeout.
+                    AuthError::KeysUnavailable => {
+                        if !synced {
+                            synced = true;
+                            if self.sync(host, p) {
+                                continue;
+                            }
+                        }
+                        self.wait(host, context_id, p, now_ms);
+                        return Step::Waiting;
+                    }
+                    // Rotation: another VM may have fetched newer keys;
+                    // else refetch, at most once per min_refetch_interval.
+                    AuthError::UnknownKid => {
+                        if !synced {
+                            synced = true;
+                            if self.sync(host, p) {
+                                continue;
+                            }
+                        }
+                        if self.request_refetch(host, p, now_ms) {
+                            self.wait(host, context_id, p, now_ms);
+                            return Step::Waiting;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            return self.apply(host, path, decision);
+        }
+    }
+
+    fn apply(&self, host: &dyn Host, path: &str, decision: Decision) -> Step {
+        self.metrics.record(host, &decision);
+        match decision {
+            Decision::Allow(allowed) => {
+                for op in &allowed.ops {
+                    match op {
+                        HeaderOp::Remove(name) => host.set_request_header(name, None),
+                        HeaderOp::Set(name, value) => host.set_request_header(name, Some(value)),
+                    }
+                }
+                Step::Continue
+            }
+            Decision::Deny { error, provider } => {
+                let provider = provider
+                    .and_then(|p| self.policy.providers.get(p))
+                    .map_or("-", |p| p.name.as_str());
+                host.log(
+                    log::Level::Debug,
+                    &format!(
+                        "certbound: denied {} provider={provider} reason={} ({error})",
+                        path.split('?').next().unwrap_or(""),
+                        error.reason(),
+                    ),
+                );
+                let denial = error.response();
+                host.send_response(
+                    denial.status,
+                    &[
+                        ("www-authenticate", denial.www_authenticate.as_str()),
+                        ("content-type", "text/plain"),
+                        ("cache-control", "no-store"),
+                    ],
+                    format!("{}\n", error.description()).as_bytes(),
+                );
+                Step::Responded
+            }
+        }
+    }
+
+    fn wait(&mut self, host: &dyn Host, context_id: u32, provider: usize, now_ms: u64) {
+        let timeout = self.slot(provider).map_or(0, |s| s.cfg.timeout_ms);
+        self.waiters.push(Waiter {
+            context_id,
+            provider,
+            deadline_ms: now_ms.saturating_add(timeout),
+        });
+        host.set_tick_period(Duration::from_millis(POLL_MS));
+    }
+
+    /// The stream ended (client gone): forget it.
+    pub fn forget(&mut self, context_id: u32) {
+        self.waiters.retain(|w| w.context_id != context_id);
+    }
+
+    /// Takes up the paused requests that `pick` selects.
+    fn wake(&mut self, host: &dyn Host, pick: impl Fn(&Waiter) -> bool) {
+        let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = self.waiters.iter().partition(|w| pick(w));
+        self.waiters = keep;
+        for w in ready {
+            if !host.set_effective_context(w.context_id) {
+                continue;
+            }
+            if self.process(host, w.context_id, false) == Step::Continue {
+                host.resume_request();
+            }
+        }
+    }
+
+    fn request_refetch(&mut self, host: &dyn Host, provider: usize, now_ms: u64) -> bool {
+        let Some(slot) = self.slot(provider) else {
+            return false;
+        };
+        let state = FetchState::decode(host.shared_data(&slot.state_key).0.as_deref());
+        let allowed = state.refetch_allowed(&slot.cfg, now_ms) || state.in_flight(now_ms);
+        if allowed && let Some(slot) = self.slot_mut(provider) {
+            slot.refetch_requested = true;
+        }
+        allowed
+    }
+
+    // -- keys ----------------------------------------------------------------
+
+    /// Installs the shared key set if it is newer than ours. True if it was.
+    fn sync(&mut self, host: &dyn Host, provider: usize) -> bool {
+        let Some(slot) = self.slot(provider) else {
+            return false;
+        };
+        let (bytes, cas) = host.shared_data(&slot.jwks_key);
+        if cas.is_some() && cas == slot.seen_cas {
+            return false;
+        }
+        let Some(shared) = bytes.as_deref().and_then(SharedJwks::decode) else {
+            return false;
+        };
+        let newer = shared.seq > slot.seq;
+        let parsed = if newer {
+            match KeySet::parse(&shared.jwks) {
+                Ok((keys, _)) => Some(keys),
+                Err(_) => return false,
+            }
+        } else {
+            None
+        };
+        if let Some(slot) = self.slot_mut(provider) {
+            slot.seen_cas = cas;
+            slot.fetched_at_ms = Some(shared.fetched_at_ms);
+        }
+        match parsed {
+            Some(keys) => {
+                self.install(host, provider, keys, shared.seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn install(&mut self, host: &dyn Host, provider: usize, keys: KeySet, seq: u64) {
+        if let Some(id) = self.metrics.provider(Some(provider)).keys_loaded {
+            host.record_metric(id, keys.len() as u64);
+        }
+        self.keys.install(provider, Arc::new(keys), seq);
+        if let Some(slot) = self.slot_mut(provider) {
+            slot.seq = seq;
+        }
+    }
+
+    /// Starts a fetch of `provider`'s JWKS if one is due and no VM has one
+    /// in flight: the lease is taken with compare-and-swap first.
+    fn maybe_fetch(&mut self, host: &dyn Host, provider: usize, now_ms: u64) {
+        let Some(slot) = self.slot(provider) else {
+            return;
+        };
+        let (bytes, cas) = host.shared_data(&slot.state_key);
+        let mut state = FetchState::decode(bytes.as_deref());
+        let scheduled = state.scheduled_due(&slot.cfg, slot.fetched_at_ms, now_ms);
+        let refetch = slot.refetch_requested && state.refetch_allowed(&slot.cfg, now_ms);
+        if !scheduled && !refetch {
+            return;
+        }
+        // Without a CAS value the entry was never created: do not race for it.
+        if cas.is_none() {
+            host.set_shared_data(&slot.state_key, &FetchState::default().encode(), None);
+            return;
+        }
+        state.begin(&slot.cfg, now_ms);
+        if !host.set_shared_data(&slot.state_key, &state.encode(), cas) {
+            return; // another VM took the lease
+        }
+        let cfg = slot.cfg.clone();
+        if let Some(slot) = self.slot_mut(provider) {
+            slot.refetch_requested = false;
+        }
+        let headers = remote::request_headers(&cfg);
+        match host.dispatch_http_call(
+            &cfg.cluster,
+            &headers,
+            Duration::from_millis(cfg.timeout_ms),
+        ) {
+            Some(token) => {
+                self.calls.insert(token, provider);
+            }
+            None => self.fetch_failed(host, provider, now_ms, "cannot dispatch (unknown cluster?)"),
+        }
+    }
+
+    fn update_state(&self, host: &dyn Host, provider: usize, f: impl Fn(&mut FetchState)) {
+        let Some(slot) = self.slot(provider) else {
+            return;
+        };
+        for _ in 0..8 {
+            let (bytes, cas) = host.shared_data(&slot.state_key);
+            let mut state = FetchState::decode(bytes.as_deref());
+            f(&mut state);
+            if host.set_shared_data(&slot.state_key, &state.encode(), cas) {
+                return;
+            }
+        }
+    }
+
+    fn fetch_failed(&mut self, host: &dyn Host, provider: usize, now_ms: u64, why: &str) {
+        Metrics::bump(host, self.metrics.provider(Some(provider)).fetch_failed, 1);
+        self.update_state(host, provider, |s| s.fail(now_ms));
+        let name = self
+            .policy
+            .providers
+            .get(provider)
+            .map_or("-", |p| p.name.as_str());
+        let has_keys = self.keys.get(provider).is_some();
+        host.log(
+            log::Level::Warn,
+            &format!(
+                "certbound: provider \"{name}\": JWKS fetch failed: {why}; {}",
+                if has_keys {
+                    "keeping the last good keys"
+                } else {
+                    "no keys yet"
+                }
+            ),
+        );
+    }
+
+    /// The response to one of our JWKS fetches.
+    pub fn on_fetch_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
+        let Some(provider) = self.calls.remove(&token) else {
+            return;
+        };
+        let now_ms = now_ms(host).unwrap_or(0);
+        let (status, body) = host.http_call_response(body_size);
+        match remote::parse_response(status.as_deref(), body.as_deref()) {
+            Ok((text, keys, skipped)) => {
+                let name = self
+                    .policy
+                    .providers
+                    .get(provider)
+                    .map_or("-", |p| p.name.as_str())
+                    .to_string();
+                for s in &skipped {
+                    host.log(
+                        log::Level::Warn,
+                        &format!(
+                            "certbound: provider \"{name}\": skipped JWKS key {} (kid {:?}): {}",
+                            s.index, s.kid, s.reason
+                        ),
+                    );
+                }
+                let seq = self.publish(host, provider, text, now_ms);
+                self.install(host, provider, keys, seq);
+                self.update_state(host, provider, FetchState::succeed);
+                Metrics::bump(host, self.metrics.provider(Some(provider)).fetch_success, 1);
+                host.log(
+                    log::Level::Info,
+                    &format!("certbound: provider \"{name}\": JWKS loaded (version {seq})"),
+                );
+            }
+            Err(e) => self.fetch_failed(host, provider, now_ms, &e.to_string()),
+        }
+        // Paused requests of this provider: decide them now, with what we have.
+        self.wake(host, |w| w.provider == provider);
+        self.schedule(host, now_ms);
+    }
+
+    /// Writes the new key set for every VM; returns its sequence number.
+    fn publish(&mut self, host: &dyn Host, provider: usize, text: String, now_ms: u64) -> u64 {
+        let Some(slot) = self.slot(provider) else {
+            return 0;
+        };
+        let key = slot.jwks_key.clone();
+        let mut seq = slot.seq.saturating_add(1);
+        for _ in 0..8 {
+            let (bytes, cas) = host.shared_data(&key);
+            let old = bytes.as_deref().and_then(SharedJwks::decode);
+            // An unchanged document keeps its number, so cached tokens stay valid.
+            seq = match &old {
+                Some(o) if o.jwks == text => o.seq.max(1),
+                Some(o) => o.seq.max(slot.seq).saturating_add(1),
+                None => slot.seq.saturating_add(1),
+            };
+            let entry = SharedJwks {
+                seq,
+                fetched_at_ms: now_ms,
+                jwks: text.clone(),
+            };
+            if host.set_shared_data(&key, &entry.encode(), cas) {
+                break;
+            }
+        }
+        if let Some(slot) = self.slot_mut(provider) {
+            slot.fetched_at_ms = Some(now_ms);
+            slot.seen_cas = None;
+        }
+        seq
+    }
+
+    // -- ticks ---------------------------------------------------------------
+
+    pub fn on_tick(&mut self, host: &dyn Host) {
+        let Some(now_ms) = now_ms(host) else {
+            return;
+        };
+        for p in 0..self.remote.len() {
+            if self.slot(p).is_none() {
+                continue;
+            }
+            if self.sync(host, p) {
+                self.wake(host, |w| w.provider == p);
+            }
+            self.maybe_fetch(host, p, now_ms);
+            // A refetch nobody may start now (and none in flight): decide with what we have.
+            let idle = self.slot(p).is_some_and(|s| {
+                let st = FetchState::decode(host.shared_data(&s.state_key).0.as_deref());
+                !st.in_flight(now_ms) && !self.calls.values().any(|c| *c == p)
+            });
+            if idle
+                && self.keys.get(p).is_some()
+                && let Some(slot) = self.slot_mut(p)
+                && slot.refetch_requested
+            {
+                slot.refetch_requested = false;
+                self.wake(host, |w| w.provider == p);
+            }
+        }
+        self.wake(host, |w| w.deadline_ms <= now_ms);
+        self.schedule(host, now_ms);
+    }
+
+    /// Ticks run only while something is due: fast while requests wait or
+    /// keys are missing, else at the next refresh of any key set.
+    fn schedule(&self, host: &dyn Host, now_ms: u64) {
+        if !self.has_remote() {
+            host.set_tick_period(Duration::ZERO);
+            return;
+        }
+        let pending = !self.waiters.is_empty()
+            || !self.calls.is_empty()
+            || self.remote.iter().enumerate().any(|(p, s)| {
+                s.as_ref()
+                    .is_some_and(|s| s.refetch_requested || self.keys.get(p).is_none())
+            });
+        let ms = if pending {
+            POLL_MS
+        } else {
+            self.remote
+                .iter()
+                .flatten()
+                .map(|s| {
+                    let st = FetchState::decode(host.shared_data(&s.state_key).0.as_deref());
+                    st.next_check_in(&s.cfg, s.fetched_at_ms, now_ms)
+                })
+                .min()
+                .unwrap_or(IDLE_TICK_MS)
+                .clamp(POLL_MS, IDLE_TICK_MS)
+        };
+        host.set_tick_period(Duration::from_millis(ms));
+    }
+}
+
+/// The connection's client certificate, read from the host on first use.
+struct PeerCertificate<'a> {
+    host: &'a dyn Host,
+    read: Option<Option<Thumbprint>>,
+}
+
+impl ClientCertificate for PeerCertificate<'_> {
+    fn thumbprint(&mut self) -> Option<Thumbprint> {
+        if let Some(t) = self.read {
+            return t;
+        }
+        let t = read_peer_thumbprint(self.host);
+        self.read = Some(t);
+        t
+    }
+}
+
+/// `connection.peer_certificate` (PEM, or URL-encoded PEM), else the
+/// hex `connection.sha256_peer_certificate_digest` of older Envoys.
+fn read_peer_thumbprint(host: &dyn Host) -> Option<Thumbprint> {
+    if let Some(pem) = host
+        .property(&["connection", "peer_certificate"])
+        .filter(|p| !p.is_empty())
+    {
+        return match thumbprint_of_pem(&pem) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                host.log(
+                    log::Level::Warn,
+                    &format!("certbound: unreadable peer certificate: {e:?}"),
+                );
+                None
+            }
+        };
+    }
+    let digest = host.property(&["connection", "sha256_peer_certificate_digest"])?;
+    let digest = core::str::from_utf8(&digest).ok()?;
+    Thumbprint::from_hex(digest)
+}
