@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::forwarded::{CertificateSource, Cidr, Encoding, Source};
 use crate::jwks::{Alg, KeySet, SkippedKey};
 
 /// Upper bound on the configuration document, in bytes.
@@ -31,6 +32,24 @@ struct RawConfig {
     max_token_bytes: Option<usize>,
     #[serde(default)]
     jwt_cache_size: Option<usize>,
+    #[serde(default)]
+    client_certificate: Option<RawCertificateSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificateSource {
+    source: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Option<Vec<String>>,
+    #[serde(default)]
+    trusted_peer_uri_sans: Option<Vec<String>>,
+    #[serde(default)]
+    forward_certificate_header: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +88,8 @@ struct RawProvider {
     token_types: Option<Vec<String>>,
     #[serde(default)]
     algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    client_certificate: Option<RawCertificateSource>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +296,8 @@ pub struct Provider {
     /// Lowercase media types without the `application/` prefix.
     pub token_types: Vec<String>,
     pub algorithms: Vec<Alg>,
+    /// Overrides the top-level `client_certificate` for this provider.
+    pub client_certificate: Option<CertificateSource>,
 }
 
 impl Provider {
@@ -285,6 +308,12 @@ impl Provider {
             .map(|c| c.header.as_str())
             .chain(self.forward_payload_header.as_deref())
             .chain(self.thumbprint_header.as_deref())
+            .chain(
+                self.client_certificate
+                    .as_ref()
+                    .filter(|c| !c.forward_header)
+                    .and_then(|c| c.source.header()),
+            )
     }
 }
 
@@ -331,12 +360,22 @@ pub struct Policy {
     pub max_token_bytes: usize,
     /// Entries of the per-VM verified-token cache; 0 disables it.
     pub jwt_cache_size: usize,
+    /// Where client certificates come from, unless a provider overrides it.
+    pub client_certificate: CertificateSource,
     by_issuer: HashMap<String, usize>,
     /// Every header name any provider writes upstream, lowercase.
     pub output_headers: Vec<String>,
 }
 
 impl Policy {
+    /// The certificate source that applies to tokens of `provider`.
+    pub fn certificate_source(&self, provider: usize) -> &CertificateSource {
+        self.providers
+            .get(provider)
+            .and_then(|p| p.client_certificate.as_ref())
+            .unwrap_or(&self.client_certificate)
+    }
+
     pub fn provider_by_issuer(&self, iss: &str) -> Option<usize> {
         self.by_issuer.get(iss).copied()
     }
@@ -424,6 +463,10 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
             ));
         }
     };
+    let client_certificate = match raw.client_certificate {
+        None => CertificateSource::default(),
+        Some(c) => validate_certificate_source("client_certificate", c)?,
+    };
     let mut providers = Vec::new();
     let mut by_issuer = HashMap::new();
     let mut names = HashMap::new();
@@ -453,6 +496,11 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
         .iter()
         .flat_map(|p| p.output_headers().map(str::to_string))
         .collect();
+    if !client_certificate.forward_header
+        && let Some(h) = client_certificate.source.header()
+    {
+        output_headers.push(h.to_string());
+    }
     output_headers.sort();
     output_headers.dedup();
     Ok(Policy {
@@ -460,6 +508,7 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
         rules,
         max_token_bytes,
         jwt_cache_size,
+        client_certificate,
         by_issuer,
         output_headers,
     })
@@ -638,7 +687,12 @@ fn validate_provider(
             algs
         }
     };
+    let client_certificate = rp
+        .client_certificate
+        .map(|c| validate_certificate_source(&format!("{at}.client_certificate"), c))
+        .transpose()?;
     Ok(Provider {
+        client_certificate,
         name,
         issuer: rp.issuer,
         audiences,
@@ -678,6 +732,92 @@ fn validate_jwks(
         }
     };
     KeySet::parse(&text).map_err(|e| err(at, e.to_string()))
+}
+
+fn validate_certificate_source(
+    at: &str,
+    c: RawCertificateSource,
+) -> Result<CertificateSource, ConfigError> {
+    let source = match c.source.as_str() {
+        "connection" => Source::Connection,
+        "xfcc" => Source::Xfcc,
+        "header" => {
+            let name = c
+                .name
+                .as_deref()
+                .ok_or_else(|| err(format!("{at}.name"), "required with source \"header\""))?;
+            let name = header_name(&format!("{at}.name"), name)?;
+            let encoding = c
+                .encoding
+                .as_deref()
+                .ok_or_else(|| err(format!("{at}.encoding"), "required with source \"header\""))?;
+            let encoding = Encoding::from_name(encoding).ok_or_else(|| {
+                err(
+                    format!("{at}.encoding"),
+                    format!(
+                        "unknown encoding \"{encoding}\": expected url_encoded_pem, pem, base64_der, rfc9440 or sha256"
+                    ),
+                )
+            })?;
+            Source::Header { name, encoding }
+        }
+        other => {
+            return Err(err(
+                format!("{at}.source"),
+                format!("unknown source \"{other}\": expected connection, xfcc or header"),
+            ));
+        }
+    };
+    if !matches!(source, Source::Header { .. }) {
+        if c.name.is_some() {
+            return Err(err(format!("{at}.name"), "only with source \"header\""));
+        }
+        if c.encoding.is_some() {
+            return Err(err(format!("{at}.encoding"), "only with source \"header\""));
+        }
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, cidr) in c.trusted_proxies.unwrap_or_default().iter().enumerate() {
+        trusted_proxies.push(Cidr::parse(cidr).ok_or_else(|| {
+            err(
+                format!("{at}.trusted_proxies[{i}]"),
+                format!("\"{cidr}\" is not an IP prefix like 10.0.0.0/8"),
+            )
+        })?);
+    }
+    let trusted_peer_uri_sans = c.trusted_peer_uri_sans.unwrap_or_default();
+    for (i, san) in trusted_peer_uri_sans.iter().enumerate() {
+        if san.is_empty() {
+            return Err(err(
+                format!("{at}.trusted_peer_uri_sans[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    let forwarded = source != Source::Connection;
+    if forwarded && trusted_proxies.is_empty() && trusted_peer_uri_sans.is_empty() {
+        return Err(err(
+            at,
+            "a forwarded certificate needs trusted_proxies or trusted_peer_uri_sans: \
+             believing it from anyone would make the binding worthless",
+        ));
+    }
+    if !forwarded
+        && (!trusted_proxies.is_empty()
+            || !trusted_peer_uri_sans.is_empty()
+            || c.forward_certificate_header.is_some())
+    {
+        return Err(err(
+            at,
+            "trusted_proxies, trusted_peer_uri_sans and forward_certificate_header apply to forwarded sources only",
+        ));
+    }
+    Ok(CertificateSource {
+        source,
+        trusted_proxies,
+        trusted_peer_uri_sans,
+        forward_header: c.forward_certificate_header.unwrap_or(false),
+    })
 }
 
 fn validate_remote(at: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {

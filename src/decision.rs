@@ -13,6 +13,7 @@ use crate::binding::Thumbprint;
 use crate::cache::TokenCache;
 use crate::config::{BindingMode, Policy, Provider, Requirement, RuleMatch, TokenSource};
 use crate::error::AuthError;
+use crate::forwarded::CertificateSource;
 use crate::jwks::KeyRing;
 use crate::jwt::{self, Rejection, VerifiedToken};
 
@@ -22,13 +23,15 @@ pub const MAX_HEADER_VALUE_BYTES: usize = 64 * 1024;
 /// The client certificate of the request, read lazily: a public route never
 /// pays for it.
 pub trait ClientCertificate {
-    /// The SHA-256 thumbprint of the client's leaf certificate, or `None`
-    /// when the connection presented none (or it could not be read).
-    fn thumbprint(&mut self) -> Option<Thumbprint>;
+    /// The SHA-256 thumbprint of the client's leaf certificate per `source`
+    /// (the connection, or a header from a trusted hop), or `None` when
+    /// there is none to believe.
+    fn thumbprint(&mut self, source: &CertificateSource) -> Option<Thumbprint>;
 }
 
+/// A fixed thumbprint, whatever the source (for tests and tools).
 impl ClientCertificate for Option<Thumbprint> {
-    fn thumbprint(&mut self) -> Option<Thumbprint> {
+    fn thumbprint(&mut self, _source: &CertificateSource) -> Option<Thumbprint> {
         *self
     }
 }
@@ -286,7 +289,8 @@ fn check_token(
         // The issuer's provider does not read tokens from where this one was.
         return Err(routed(AuthError::MissingToken));
     }
-    let thumbprint = check_binding(provider, &token, cert).map_err(routed)?;
+    let source = policy.certificate_source(index);
+    let thumbprint = check_binding(provider, &token, source, cert).map_err(routed)?;
     Ok(Accepted { token, thumbprint })
 }
 
@@ -297,6 +301,7 @@ fn check_token(
 fn check_binding(
     provider: &Provider,
     token: &VerifiedToken,
+    source: &CertificateSource,
     cert: &mut dyn ClientCertificate,
 ) -> Result<Option<Thumbprint>, AuthError> {
     let cnf = match token.claims.get("cnf") {
@@ -316,7 +321,9 @@ fn check_binding(
         }
         Some(_) => return Err(AuthError::MalformedBinding),
     };
-    let presented = cert.thumbprint().ok_or(AuthError::NoClientCertificate)?;
+    let presented = cert
+        .thumbprint(source)
+        .ok_or(AuthError::NoClientCertificate)?;
     if presented.ct_eq(&expected) {
         Ok(Some(presented))
     } else {

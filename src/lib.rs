@@ -11,6 +11,7 @@ pub mod config;
 pub mod decision;
 pub mod error;
 pub mod filter;
+pub mod forwarded;
 pub mod json;
 pub mod jwks;
 pub mod jwt;

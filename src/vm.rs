@@ -14,6 +14,7 @@ use crate::cache::TokenCache;
 use crate::config::{JwksSource, Policy, RemoteJwks};
 use crate::decision::{self, ClientCertificate, Decision, HeaderOp, Request, Verifier};
 use crate::error::AuthError;
+use crate::forwarded::{self, CertificateSource, Source};
 use crate::jwks::{KeyRing, KeySet};
 use crate::remote::{self, FetchState, SharedJwks};
 
@@ -84,6 +85,7 @@ pub struct Metrics {
     denied: Option<u32>,
     cache_hit: Option<u32>,
     cache_miss: Option<u32>,
+    untrusted_header: Option<u32>,
     reasons: HashMap<&'static str, u32>,
     providers: Vec<ProviderMetrics>,
 }
@@ -121,6 +123,7 @@ impl Metrics {
             denied: counter("certbound.denied"),
             cache_hit: counter("certbound.cache_hit"),
             cache_miss: counter("certbound.cache_miss"),
+            untrusted_header: counter("certbound.untrusted_certificate_header"),
             reasons,
             providers,
         }
@@ -307,7 +310,12 @@ impl Vm {
             return self.apply(host, path, denial);
         };
         let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
-        let mut cert = PeerCertificate { host, read: None };
+        let mut cert = PeerCertificate {
+            host,
+            headers: &headers,
+            read: Vec::new(),
+            untrusted: false,
+        };
         let mut synced = false;
         loop {
             let (hits, misses) = (self.cache.hits, self.cache.misses);
@@ -363,6 +371,9 @@ impl Vm {
                     }
                     _ => {}
                 }
+            }
+            if cert.untrusted {
+                Metrics::bump(host, self.metrics.untrusted_header, 1);
             }
             return self.apply(host, path, decision);
         }
@@ -704,23 +715,62 @@ impl Vm {
     }
 }
 
-/// The connection's client certificate, read from the host on first use.
+/// The request's client certificate, read from the host on first use, per
+/// source: the connection, or a forwarded header believed only from a
+/// trusted hop.
 struct PeerCertificate<'a> {
     host: &'a dyn Host,
-    read: Option<Option<Thumbprint>>,
+    headers: &'a [(String, String)],
+    read: Vec<(CertificateSource, Option<Thumbprint>)>,
+    /// A forwarded certificate header came from an untrusted hop.
+    untrusted: bool,
 }
 
 impl ClientCertificate for PeerCertificate<'_> {
-    fn thumbprint(&mut self) -> Option<Thumbprint> {
-        if let Some(t) = self.read {
-            return t;
+    fn thumbprint(&mut self, source: &CertificateSource) -> Option<Thumbprint> {
+        if let Some((_, t)) = self.read.iter().find(|(s, _)| s == source) {
+            return *t;
         }
-        let t = read_peer_thumbprint(self.host);
-        self.read = Some(t);
+        let t = match &source.source {
+            Source::Connection => read_peer_thumbprint(self.host),
+            forwarded => self.forwarded(source, forwarded),
+        };
+        self.read.push((source.clone(), t));
         t
     }
 }
 
+impl PeerCertificate<'_> {
+    fn forwarded(&mut self, cfg: &CertificateSource, source: &Source) -> Option<Thumbprint> {
+        let name = source.header()?;
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let value = values.next()?;
+        if values.next().is_some() {
+            // Two copies of the header: no way to tell which hop wrote which.
+            return None;
+        }
+        let text = |path: &[&str]| {
+            self.host
+                .property(path)
+                .and_then(|b| String::from_utf8(b).ok())
+        };
+        let address = text(&["source", "address"]);
+        let san = text(&["connection", "uri_san_peer_certificate"]);
+        if !cfg.trusts(address.as_deref(), san.as_deref()) {
+            self.untrusted = true;
+            return None;
+        }
+        match source {
+            Source::Xfcc => forwarded::from_xfcc(value),
+            Source::Header { encoding, .. } => forwarded::from_header(value, *encoding),
+            Source::Connection => None,
+        }
+    }
+}
 /// `connection.peer_certificate` (PEM, or URL-encoded PEM), else the
 /// hex `connection.sha256_peer_certificate_digest` of older Envoys.
 fn read_peer_thumbprint(host: &dyn Host) -> Option<Thumbprint> {

@@ -802,3 +802,249 @@ fn local_keys_never_tick() {
     let _root = configured_root(&h);
     assert_eq!(h.tick(), None);
 }
+
+// ------------------------------------------------------------------ forwarded certificates
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn forwarded_config(source: Value) -> Value {
+    json!({"providers": {"idp": provider(json!({}))}, "client_certificate": source})
+}
+
+/// A request whose connection comes from `addr` with `header: value`.
+fn forwarded_request(cfg: Value, addr: &str, header: &str, value: &str, t: &str) -> FakeHost {
+    let h = FakeHost::new()
+        .with_config(cfg)
+        .with_header(":path", "/api")
+        .with_header(header, value)
+        .with_property(&["source", "address"], addr.as_bytes())
+        .with_bearer(t);
+    let _ = request(&h);
+    h
+}
+
+fn xfcc_for(cert: &str) -> String {
+    let hex = thumb(cert)
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    format!(
+        "By=spiffe://cluster.local/ns/default/sa/api;Hash={hex};Cert=\"{}\";Subject=\"CN={cert},O=Test, Inc.\";URI=",
+        url_encode(&cert_pem(cert))
+    )
+}
+
+#[test]
+fn xfcc_from_a_trusted_hop() {
+    let cfg = forwarded_config(json!({"source": "xfcc", "trusted_proxies": ["127.0.0.0/8"]}));
+    let t = token("good_ES256");
+    let h = forwarded_request(
+        cfg.clone(),
+        "127.0.0.1:40000",
+        "x-forwarded-client-cert",
+        &xfcc_for("client_a"),
+        &t,
+    );
+    assert_eq!(h.status(), None, "{:?}", h.response());
+    // The header does not go upstream by default.
+    assert_eq!(h.header("x-forwarded-client-cert"), None);
+    // Bound to another certificate.
+    let h = forwarded_request(
+        cfg.clone(),
+        "127.0.0.1:40000",
+        "x-forwarded-client-cert",
+        &xfcc_for("client_b"),
+        &t,
+    );
+    assert_eq!(h.status(), Some(401));
+    // Several hops: the last one is ours.
+    let two = format!("{},{}", xfcc_for("client_b"), xfcc_for("client_a"));
+    let h = forwarded_request(
+        cfg.clone(),
+        "127.0.0.1:1",
+        "x-forwarded-client-cert",
+        &two,
+        &t,
+    );
+    assert_eq!(h.status(), None);
+    // Only a hash.
+    let hex = thumb("client_a")
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let h = forwarded_request(
+        cfg,
+        "127.0.0.1:1",
+        "x-forwarded-client-cert",
+        &format!("By=x;Hash={hex}"),
+        &t,
+    );
+    assert_eq!(h.status(), None);
+}
+
+#[test]
+fn forged_headers_from_untrusted_clients_are_ignored() {
+    let t = token("good_ES256");
+    for (source, header, value) in [
+        (
+            json!({"source": "xfcc", "trusted_proxies": ["10.0.0.0/8"]}),
+            "x-forwarded-client-cert",
+            xfcc_for("client_a"),
+        ),
+        (
+            json!({"source": "header", "name": "x-ssl-cert", "encoding": "url_encoded_pem", "trusted_proxies": ["10.0.0.0/8"]}),
+            "x-ssl-cert",
+            url_encode(&cert_pem("client_a")),
+        ),
+    ] {
+        let h = forwarded_request(
+            forwarded_config(source),
+            "192.0.2.7:5555",
+            header,
+            &value,
+            &t,
+        );
+        assert_eq!(h.status(), Some(401), "{header}");
+        assert!(h.challenge().unwrap().contains("invalid_token"));
+        assert_eq!(h.counter("certbound.untrusted_certificate_header"), 1);
+        assert_eq!(h.counter("certbound.denied.no_client_certificate"), 1);
+    }
+}
+
+#[test]
+fn peer_uri_san_trust_as_in_a_mesh() {
+    let cfg = forwarded_config(
+        json!({"source": "xfcc", "trusted_peer_uri_sans": ["spiffe://cluster.local/ns/edge/sa/gateway"]}),
+    );
+    let t = token("good_ES256");
+    let ok = FakeHost::new()
+        .with_config(cfg.clone())
+        .with_header(":path", "/")
+        .with_header("x-forwarded-client-cert", &xfcc_for("client_a"))
+        .with_property(
+            &["connection", "uri_san_peer_certificate"],
+            b"spiffe://cluster.local/ns/edge/sa/gateway",
+        )
+        .with_bearer(&t);
+    assert_eq!(request(&ok), Action::Continue);
+    let bad = FakeHost::new()
+        .with_config(cfg)
+        .with_header(":path", "/")
+        .with_header("x-forwarded-client-cert", &xfcc_for("client_a"))
+        .with_property(
+            &["connection", "uri_san_peer_certificate"],
+            b"spiffe://cluster.local/ns/x/sa/y",
+        )
+        .with_bearer(&t);
+    assert_eq!(request(&bad), Action::Pause);
+}
+
+#[test]
+fn header_encodings() {
+    use base64::Engine as _;
+    let t = token("good_ES256");
+    let pem = cert_pem("client_a");
+    let der_b64 = {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        body
+    };
+    let hex_colons = thumb("client_a")
+        .0
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let cases = [
+        ("url_encoded_pem", url_encode(&pem)),
+        ("pem", pem.replace('\n', " ")),
+        ("base64_der", der_b64.clone()),
+        ("rfc9440", format!(":{der_b64}:")),
+        ("sha256", hex_colons),
+        (
+            "sha256",
+            base64::engine::general_purpose::STANDARD.encode(thumb("client_a").0),
+        ),
+    ];
+    for (encoding, value) in cases {
+        let cfg = forwarded_config(json!({
+            "source": "header", "name": "client-cert", "encoding": encoding,
+            "trusted_proxies": ["127.0.0.1"], "forward_certificate_header": true
+        }));
+        let h = forwarded_request(cfg, "127.0.0.1:9", "client-cert", &value, &t);
+        assert_eq!(h.status(), None, "{encoding}: {:?}", h.response());
+        assert_eq!(h.header("client-cert"), Some(value), "forwarded when asked");
+    }
+}
+
+#[test]
+fn duplicate_forwarded_headers_are_not_believed() {
+    let cfg = forwarded_config(json!({"source": "xfcc", "trusted_proxies": ["127.0.0.0/8"]}));
+    let h = FakeHost::new()
+        .with_config(cfg)
+        .with_header(":path", "/")
+        .with_header("x-forwarded-client-cert", &xfcc_for("client_a"))
+        .with_header("x-forwarded-client-cert", &xfcc_for("client_a"))
+        .with_property(&["source", "address"], b"127.0.0.1:1")
+        .with_bearer(&token("good_ES256"));
+    assert_eq!(request(&h), Action::Pause);
+    assert_eq!(h.status(), Some(401));
+}
+
+#[test]
+fn per_provider_certificate_source_overrides() {
+    let mut p = provider(json!({}));
+    p["client_certificate"] = json!({"source": "xfcc", "trusted_proxies": ["127.0.0.0/8"]});
+    let cfg = json!({"providers": {"idp": p}});
+    let h = forwarded_request(
+        cfg,
+        "127.0.0.1:2",
+        "x-forwarded-client-cert",
+        &xfcc_for("client_a"),
+        &token("good_ES256"),
+    );
+    assert_eq!(h.status(), None);
+    assert_eq!(h.header("x-forwarded-client-cert"), None, "stripped");
+}
+
+#[test]
+fn forwarded_config_errors() {
+    for (src, field) in [
+        (json!({"source": "xfcc"}), "client_certificate"),
+        (
+            json!({"source": "header", "encoding": "pem", "trusted_proxies": ["1.2.3.4"]}),
+            "client_certificate.name",
+        ),
+        (
+            json!({"source": "header", "name": "x", "trusted_proxies": ["1.2.3.4"]}),
+            "client_certificate.encoding",
+        ),
+        (
+            json!({"source": "header", "name": "x", "encoding": "der", "trusted_proxies": ["1.2.3.4"]}),
+            "client_certificate.encoding",
+        ),
+        (
+            json!({"source": "xfcc", "trusted_proxies": ["10.0.0.0/99"]}),
+            "client_certificate.trusted_proxies[0]",
+        ),
+        (
+            json!({"source": "connection", "trusted_proxies": ["10.0.0.0/8"]}),
+            "client_certificate",
+        ),
+        (json!({"source": "tls"}), "client_certificate.source"),
+    ] {
+        let e = certbound::config::parse(forwarded_config(src).to_string().as_bytes(), &no_env)
+            .unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+    }
+}
