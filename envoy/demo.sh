@@ -91,7 +91,8 @@ call() { # call TITLE EXPECTED_STATUS CLIENT
   out=$(curl -sS -i --cacert envoy/certs/ca.pem \
     --cert "envoy/certs/$client.pem" --key "envoy/certs/$client-key.pem" \
     -H "Authorization: Bearer $TOKEN" https://localhost:8443/demo | tr -d '\r')
-  printf '%s\n' "$out" | sed 's/^/  /'
+  # Print the token's text as $TOKEN to keep the echo readable.
+  printf '%s\n' "${out//"$TOKEN"/\$TOKEN}" | sed 's/^/  /'
   status=$(printf '%s\n' "$out" | awk 'NR==1 {print $2}')
   if [[ $status != "$want" ]]; then
     echo "demo: expected $want, got ${status:-nothing}" >&2

@@ -155,3 +155,12 @@ def test_http2_with_curl(pki, envoy_required):
     assert denied[-1] == "2 401", denied
     wa = [ln for ln in denied if ln.lower().startswith("www-authenticate:")]
     assert len(wa) == 1 and 'error="invalid_token"' in wa[0], denied
+
+
+def test_forward_false_strips_the_token_upstream(call, pki, envoy_factory):
+    """The filter's jwt_authn-style `forward: false` (its default): accepted,
+    but the backend does not get the token."""
+    envoy = envoy_factory("forward_false", provider={"forward": False})
+    resp = call(envoy=envoy, token=pki.token(pki.client_a), client=pki.client_a)
+    assert resp.status == 200, resp
+    assert "authorization" not in resp.upstream[0]["headers"], resp.upstream

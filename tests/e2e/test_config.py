@@ -55,6 +55,7 @@ def test_shipped_config_shape():
     idp = pj["providers"]["idp"]
     assert idp["local_jwks"] == {"environment_variable": "CERTBOUND_JWKS"}
     assert idp["certificate_binding"] == "required"
+    assert idp["forward"] is True  # "accepted -> upstream unchanged"
 
 
 def _invalid_plugins():
