@@ -90,6 +90,34 @@ struct RawProvider {
     algorithms: Option<Vec<String>>,
     #[serde(default)]
     client_certificate: Option<RawCertificateSource>,
+    #[serde(default)]
+    introspection: Option<RawIntrospection>,
+    #[serde(default)]
+    token_format: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    http_uri: RawHttpUri,
+    client_id: String,
+    client_secret: RawSecret,
+    #[serde(default)]
+    cache_duration: Option<String>,
+}
+
+impl core::fmt::Debug for RawIntrospection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RawIntrospection { .. }")
+    }
+}
+
+/// A secret: a plain string, or a data source (`environment_variable`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSecret {
+    Inline(String),
+    Source(RawDataSource),
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +285,45 @@ pub enum JwksSource {
     },
     /// `remote_jwks`: fetched by the filter with `dispatch_http_call`.
     Remote(RemoteJwks),
+    /// No keys: an introspection-only provider.
+    None,
+}
+
+/// An RFC 7662 introspection endpoint, for opaque tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Introspection {
+    pub uri: String,
+    pub cluster: String,
+    pub scheme: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    pub client_id: String,
+    /// Never logged: [`Introspection`]'s `Debug` redacts it.
+    pub client_secret: String,
+    pub cache_duration_s: i64,
+}
+
+impl core::fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Introspection")
+            .field("uri", &self.uri)
+            .field("cluster", &self.cluster)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("cache_duration_s", &self.cache_duration_s)
+            .finish()
+    }
+}
+
+/// How a provider's tokens are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFormat {
+    /// Signed JWTs, verified locally; non-JWT tokens go to introspection
+    /// when the provider has it.
+    Jwt,
+    /// Every token is introspected.
+    Opaque,
 }
 
 /// A `remote_jwks` source (jwt_authn's `RemoteJwks`).
@@ -298,6 +365,8 @@ pub struct Provider {
     pub algorithms: Vec<Alg>,
     /// Overrides the top-level `client_certificate` for this provider.
     pub client_certificate: Option<CertificateSource>,
+    pub introspection: Option<Introspection>,
+    pub token_format: TokenFormat,
 }
 
 impl Provider {
@@ -529,6 +598,26 @@ fn validate_provider(
             return Err(err(format!("{at}.audiences[{i}]"), "must not be empty"));
         }
     }
+    let introspection = rp
+        .introspection
+        .map(|i| validate_introspection(&format!("{at}.introspection"), i, env))
+        .transpose()?;
+    let token_format = match rp.token_format.as_deref() {
+        None | Some("jwt") => TokenFormat::Jwt,
+        Some("opaque") => TokenFormat::Opaque,
+        Some(other) => {
+            return Err(err(
+                format!("{at}.token_format"),
+                format!("unknown value \"{other}\": expected \"jwt\" or \"opaque\""),
+            ));
+        }
+    };
+    if token_format == TokenFormat::Opaque && introspection.is_none() {
+        return Err(err(
+            format!("{at}.introspection"),
+            "required with token_format \"opaque\"",
+        ));
+    }
     let jwks = match (rp.local_jwks, rp.remote_jwks) {
         (Some(local), None) => {
             let (keys, skipped) = validate_jwks(&format!("{at}.local_jwks"), local, env)?;
@@ -540,10 +629,11 @@ fn validate_provider(
         (None, Some(remote)) => {
             JwksSource::Remote(validate_remote(&format!("{at}.remote_jwks"), remote)?)
         }
+        (None, None) if introspection.is_some() => JwksSource::None,
         _ => {
             return Err(err(
                 at,
-                "exactly one of local_jwks or remote_jwks is required",
+                "exactly one of local_jwks or remote_jwks is required (or introspection alone)",
             ));
         }
     };
@@ -692,6 +782,8 @@ fn validate_provider(
         .map(|c| validate_certificate_source(&format!("{at}.client_certificate"), c))
         .transpose()?;
     Ok(Provider {
+        introspection,
+        token_format,
         client_certificate,
         name,
         issuer: rp.issuer,
@@ -820,10 +912,13 @@ fn validate_certificate_source(
     })
 }
 
-fn validate_remote(at: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
-    let uri_at = format!("{at}.http_uri.uri");
-    let (scheme, rest) = r
-        .http_uri
+/// A validated `http_uri`: (scheme, authority, path, timeout in ms).
+fn validate_http_uri(
+    at: &str,
+    h: &RawHttpUri,
+) -> Result<(String, String, String, u64), ConfigError> {
+    let uri_at = format!("{at}.uri");
+    let (scheme, rest) = h
         .uri
         .split_once("://")
         .filter(|(s, _)| *s == "http" || *s == "https")
@@ -839,15 +934,26 @@ fn validate_remote(at: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError
     if path.contains(bad) {
         return Err(err(&uri_at, "has an invalid path"));
     }
-    if r.http_uri.cluster.is_empty() {
-        return Err(err(format!("{at}.http_uri.cluster"), "must not be empty"));
+    if h.cluster.is_empty() {
+        return Err(err(format!("{at}.cluster"), "must not be empty"));
     }
     let timeout_ms = duration_ms(
-        &format!("{at}.http_uri.timeout"),
-        r.http_uri.timeout.as_deref(),
+        &format!("{at}.timeout"),
+        h.timeout.as_deref(),
         DEFAULT_HTTP_TIMEOUT_MS,
         (1, 60_000),
     )?;
+    Ok((
+        scheme.to_string(),
+        authority.to_string(),
+        path.to_string(),
+        timeout_ms,
+    ))
+}
+
+fn validate_remote(at: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
+    let (scheme, authority, path, timeout_ms) =
+        validate_http_uri(&format!("{at}.http_uri"), &r.http_uri)?;
     let cache_duration_ms = duration_ms(
         &format!("{at}.cache_duration"),
         r.cache_duration.as_deref(),
@@ -863,12 +969,63 @@ fn validate_remote(at: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError
     Ok(RemoteJwks {
         uri: r.http_uri.uri.clone(),
         cluster: r.http_uri.cluster,
-        scheme: scheme.to_string(),
-        authority: authority.to_string(),
-        path: path.to_string(),
+        scheme,
+        authority,
+        path,
         timeout_ms,
         cache_duration_ms,
         min_refetch_interval_ms,
+    })
+}
+
+fn validate_introspection(
+    at: &str,
+    r: RawIntrospection,
+    env: &dyn Environment,
+) -> Result<Introspection, ConfigError> {
+    let (scheme, authority, path, timeout_ms) =
+        validate_http_uri(&format!("{at}.http_uri"), &r.http_uri)?;
+    if r.client_id.is_empty() {
+        return Err(err(format!("{at}.client_id"), "must not be empty"));
+    }
+    let secret_at = format!("{at}.client_secret");
+    let client_secret = match r.client_secret {
+        RawSecret::Inline(s) => s,
+        RawSecret::Source(src) => match (src.inline_string, src.environment_variable) {
+            (Some(s), None) => s,
+            (None, Some(var)) => env.var(&var).ok_or_else(|| {
+                err(
+                    format!("{secret_at}.environment_variable"),
+                    format!("environment variable \"{var}\" is not set in the VM"),
+                )
+            })?,
+            _ => {
+                return Err(err(
+                    &secret_at,
+                    "exactly one of inline_string or environment_variable is required",
+                ));
+            }
+        },
+    };
+    if client_secret.is_empty() {
+        return Err(err(secret_at, "must not be empty"));
+    }
+    let cache_ms = duration_ms(
+        &format!("{at}.cache_duration"),
+        r.cache_duration.as_deref(),
+        60_000,
+        (0, 24 * 3_600_000),
+    )?;
+    Ok(Introspection {
+        uri: r.http_uri.uri,
+        cluster: r.http_uri.cluster,
+        scheme,
+        authority,
+        path,
+        timeout_ms,
+        client_id: r.client_id,
+        client_secret,
+        cache_duration_s: i64::try_from(cache_ms / 1000).unwrap_or(i64::MAX),
     })
 }
 

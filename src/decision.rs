@@ -11,9 +11,12 @@ use std::sync::Arc;
 
 use crate::binding::Thumbprint;
 use crate::cache::TokenCache;
-use crate::config::{BindingMode, Policy, Provider, Requirement, RuleMatch, TokenSource};
+use crate::config::{
+    BindingMode, Policy, Provider, Requirement, RuleMatch, TokenFormat, TokenSource,
+};
 use crate::error::AuthError;
 use crate::forwarded::CertificateSource;
+use crate::introspect::{self, Introspected, IntrospectionCache};
 use crate::jwks::KeyRing;
 use crate::jwt::{self, Rejection, VerifiedToken};
 
@@ -62,6 +65,12 @@ pub struct Allowed {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// The token must be introspected (RFC 7662) before a decision: ask
+    /// `provider`'s endpoint, cache the answer, and decide again.
+    Introspect {
+        provider: usize,
+        token: String,
+    },
     Allow(Allowed),
     Deny {
         error: AuthError,
@@ -77,10 +86,11 @@ struct Found<'a> {
     source: &'a TokenSource,
 }
 
-/// The keys in force and the verified-token cache of the VM.
+/// The keys in force, and the verified-token and introspection caches of the VM.
 pub struct Verifier<'a> {
     pub keys: &'a KeyRing,
     pub cache: &'a mut TokenCache,
+    pub introspection: &'a IntrospectionCache,
 }
 
 /// Decides one request.
@@ -126,6 +136,17 @@ pub fn decide(
         Ok(v) => Some(v.token.provider),
         Err(rejection) => rejection.provider,
     });
+    // Whatever the requirement made of it, an unanswered introspection
+    // comes first: ask, then decide again with the answer.
+    if let (Some(Err(r)), Some(f)) = (&checker.result, &found)
+        && r.error == AuthError::IntrospectionPending
+        && let Some(p) = r.provider
+    {
+        return Decision::Introspect {
+            provider: p,
+            token: f.token.to_string(),
+        };
+    }
     let verified = match outcome {
         Ok(v) => v,
         Err(error) => return Decision::Deny { error, provider },
@@ -274,7 +295,10 @@ fn check_token(
     cert: &mut dyn ClientCertificate,
     now: i64,
 ) -> Result<Accepted, Rejection> {
-    let token = jwt::verify(policy, verifier.keys, verifier.cache, found.token, now)?;
+    let token = match introspection_route(policy, found.token) {
+        Some(p) => introspected(policy, verifier.introspection, p, found.token, now)?,
+        None => jwt::verify(policy, verifier.keys, verifier.cache, found.token, now)?,
+    };
     let index = token.provider;
     let routed = |error| Rejection {
         error,
@@ -292,6 +316,70 @@ fn check_token(
     let source = policy.certificate_source(index);
     let thumbprint = check_binding(provider, &token, source, cert).map_err(routed)?;
     Ok(Accepted { token, thumbprint })
+}
+
+/// Which provider introspects this token, if any: a token that is not a
+/// JWS goes to the first provider with `introspection`; a JWS goes to
+/// introspection when the provider its `iss` names has `token_format: opaque`.
+fn introspection_route(policy: &Policy, token: &str) -> Option<usize> {
+    let has = |p: &Provider| p.introspection.is_some();
+    if !introspect::looks_like_jwt(token) {
+        return policy.providers.iter().position(has);
+    }
+    if !policy
+        .providers
+        .iter()
+        .any(|p| p.token_format == TokenFormat::Opaque)
+    {
+        return None;
+    }
+    let iss = jwt::unverified_issuer(token)?;
+    let p = policy.provider_by_issuer(&iss)?;
+    policy
+        .providers
+        .get(p)
+        .filter(|p| p.token_format == TokenFormat::Opaque && has(p))
+        .map(|_| p)
+}
+
+/// The cached introspection answer for a token, checked like JWT claims
+/// (RFC 8705 §3.2: the binding is in the response's `cnf`).
+fn introspected(
+    policy: &Policy,
+    cache: &IntrospectionCache,
+    index: usize,
+    token: &str,
+    now: i64,
+) -> Result<Arc<VerifiedToken>, Rejection> {
+    let routed = |error| Rejection {
+        error,
+        provider: Some(index),
+    };
+    let provider = policy
+        .providers
+        .get(index)
+        .ok_or(AuthError::WrongIssuer)
+        .map_err(routed)?;
+    let digest = TokenCache::digest(token);
+    match cache.get(&digest, index, now) {
+        None => Err(routed(AuthError::IntrospectionPending)),
+        Some(Introspected::Inactive) => Err(routed(AuthError::InactiveToken)),
+        Some(Introspected::Active(claims)) => {
+            // RFC 7662 §2.2: `iss` is optional; when given it must be ours.
+            match claims.get("iss") {
+                None => {}
+                Some(Value::String(iss)) if *iss == provider.issuer => {}
+                Some(_) => return Err(routed(AuthError::WrongIssuer)),
+            }
+            let expires_at = jwt::check_claims(provider, claims, now).map_err(routed)?;
+            Ok(Arc::new(VerifiedToken {
+                provider: index,
+                claims: claims.clone(),
+                payload_b64: String::new(),
+                expires_at,
+            }))
+        }
+    }
 }
 
 /// RFC 8705 §3: a token with `cnf.x5t#S256` is accepted only from a client
@@ -474,7 +562,9 @@ fn upstream_ops(
             ops.push(HeaderOp::Set(c.header.clone(), value));
         }
     }
-    if let Some(h) = &p.forward_payload_header {
+    if let Some(h) = &p.forward_payload_header
+        && !v.token.payload_b64.is_empty()
+    {
         ops.push(HeaderOp::Set(h.clone(), v.token.payload_b64.clone()));
     }
     if let (Some(h), Some(t)) = (&p.thumbprint_header, &v.thumbprint) {

@@ -65,6 +65,12 @@ pub enum AuthError {
     InsufficientScope { required: String },
     /// The provider's signing keys are not available (yet).
     KeysUnavailable,
+    /// RFC 7662 §2.2: the introspection endpoint says `active: false`.
+    InactiveToken,
+    /// The introspection endpoint failed: down, slow, an error or garbage.
+    IntrospectionFailed,
+    /// Internal: the token must be introspected before a decision.
+    IntrospectionPending,
     /// The host failed us (for example, no clock). Fails closed.
     Internal,
 }
@@ -103,12 +109,16 @@ impl AuthError {
             AuthError::BindingMismatch => "binding_mismatch",
             AuthError::InsufficientScope { .. } => "insufficient_scope",
             AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::InactiveToken => "inactive",
+            AuthError::IntrospectionFailed | AuthError::IntrospectionPending => {
+                "introspection_failed"
+            }
             AuthError::Internal => "internal",
         }
     }
 
     /// Every value [`AuthError::reason`] can return, for metric definitions.
-    pub const REASONS: [&'static str; 16] = [
+    pub const REASONS: [&'static str; 18] = [
         "missing_token",
         "invalid_request",
         "malformed",
@@ -124,6 +134,8 @@ impl AuthError {
         "binding_mismatch",
         "insufficient_scope",
         "keys_unavailable",
+        "inactive",
+        "introspection_failed",
         "internal",
     ];
 
@@ -154,6 +166,10 @@ impl AuthError {
             AuthError::BindingMismatch => "certificate binding mismatch",
             AuthError::InsufficientScope { .. } => "insufficient scope",
             AuthError::KeysUnavailable => "signing keys unavailable",
+            AuthError::InactiveToken => "token is not active",
+            AuthError::IntrospectionFailed | AuthError::IntrospectionPending => {
+                "token introspection failed"
+            }
             AuthError::Internal => "internal error",
         }
     }
@@ -292,6 +308,9 @@ mod tests {
                 required: "a".into(),
             },
             AuthError::KeysUnavailable,
+            AuthError::InactiveToken,
+            AuthError::IntrospectionFailed,
+            AuthError::IntrospectionPending,
             AuthError::Internal,
         ];
         for e in all {

@@ -124,6 +124,18 @@ pub struct CertboundHttp<H: Host> {
 }
 
 impl<H: Host> Context for CertboundHttp<H> {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Ok(mut vm) = self.vm.try_borrow_mut() {
+            vm.on_introspection_response(&*self.host, token_id, body_size);
+        }
+    }
+
     fn on_done(&mut self) -> bool {
         if let Ok(mut vm) = self.vm.try_borrow_mut() {
             vm.forget(self.context_id);
@@ -225,9 +237,10 @@ mod proxy_host {
             &self,
             cluster: &str,
             headers: &[(&str, &str)],
+            body: Option<&[u8]>,
             timeout: Duration,
         ) -> Option<u32> {
-            hc::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout).ok()
+            hc::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout).ok()
         }
 
         fn http_call_response(&self, body_size: usize) -> (Option<String>, Option<Vec<u8>>) {
@@ -239,6 +252,7 @@ mod proxy_host {
                         .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
                 });
             let max = body_size.min(crate::jwks::MAX_JWKS_BYTES + 1);
+            // (introspection responses are bounded further by their parser)
             let body = hc::get_buffer(BufferType::HttpCallResponseBody, 0, max)
                 .ok()
                 .flatten();

@@ -353,7 +353,9 @@ impl KeyRing {
                 .map(|p| KeySlot {
                     keys: match &p.jwks {
                         crate::config::JwksSource::Local { keys, .. } => Some(Arc::clone(keys)),
-                        crate::config::JwksSource::Remote(_) => None,
+                        crate::config::JwksSource::Remote(_) | crate::config::JwksSource::None => {
+                            None
+                        }
                     },
                     generation: 0,
                 })

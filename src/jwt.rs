@@ -155,7 +155,7 @@ fn verify_uncached(
 }
 
 /// The claim rules, one at a time. Returns `exp`.
-fn check_claims(
+pub(crate) fn check_claims(
     provider: &Provider,
     claims: &Map<String, Value>,
     now: i64,
@@ -167,6 +167,16 @@ fn check_claims(
     check_lifetime(provider, &times, now)?;
     check_audience(provider, claims)?;
     Ok(times.exp)
+}
+
+/// The `iss` of a JWS, unverified: for routing only.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    let (_, payload) = split_compact(token).ok()?;
+    let claims = decode_json(payload, "malformed token payload").ok()?;
+    claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// RFC 7515 §7.1 compact serialization: exactly three segments. Five are a

@@ -12,6 +12,7 @@ pub mod decision;
 pub mod error;
 pub mod filter;
 pub mod forwarded;
+pub mod introspect;
 pub mod json;
 pub mod jwks;
 pub mod jwt;

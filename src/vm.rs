@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::binding::{Thumbprint, thumbprint_of_pem};
-use crate::cache::TokenCache;
+use crate::cache::{TokenCache, TokenDigest};
 use crate::config::{JwksSource, Policy, RemoteJwks};
 use crate::decision::{self, ClientCertificate, Decision, HeaderOp, Request, Verifier};
 use crate::error::AuthError;
 use crate::forwarded::{self, CertificateSource, Source};
+use crate::introspect::{self, IntrospectionCache};
 use crate::jwks::{KeyRing, KeySet};
 use crate::remote::{self, FetchState, SharedJwks};
 
@@ -42,6 +43,7 @@ pub trait Host {
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
+        body: Option<&[u8]>,
         timeout: Duration,
     ) -> Option<u32>;
     /// `:status` and body of the HTTP call response being delivered.
@@ -151,6 +153,7 @@ impl Metrics {
                 Self::bump(host, self.reasons.get(error.reason()).copied(), 1);
                 Self::bump(host, self.provider(*provider).denied, 1);
             }
+            Decision::Introspect { .. } => {}
         }
     }
 }
@@ -204,12 +207,22 @@ pub enum Step {
     Waiting,
 }
 
+/// An introspection call in flight for a paused stream.
+#[derive(Debug, Clone, Copy)]
+struct PendingIntrospection {
+    context_id: u32,
+    provider: usize,
+    digest: TokenDigest,
+}
+
 pub struct Vm {
     policy: Arc<Policy>,
     metrics: Metrics,
     keys: KeyRing,
     remote: Vec<Option<RemoteSlot>>,
     cache: TokenCache,
+    introspection: IntrospectionCache,
+    introspections: HashMap<u32, PendingIntrospection>,
     waiters: Vec<Waiter>,
     /// Our own JWKS fetches in flight: call token → provider.
     calls: HashMap<u32, usize>,
@@ -247,7 +260,7 @@ impl Vm {
                         refetch_requested: false,
                     })
                 }
-                JwksSource::Local { .. } => None,
+                JwksSource::Local { .. } | JwksSource::None => None,
             })
             .collect();
         for (i, p) in policy.providers.iter().enumerate() {
@@ -258,12 +271,15 @@ impl Vm {
             }
         }
         let cache = TokenCache::new(policy.jwt_cache_size);
+        let introspection = IntrospectionCache::new(policy.jwt_cache_size.max(64));
         let vm = Vm {
             policy: Arc::new(policy),
             metrics,
             keys,
             remote,
             cache,
+            introspection,
+            introspections: HashMap::new(),
             waiters: Vec::new(),
             calls: HashMap::new(),
         };
@@ -324,6 +340,7 @@ impl Vm {
                 Verifier {
                     keys: &self.keys,
                     cache: &mut self.cache,
+                    introspection: &self.introspection,
                 },
                 Request {
                     path,
@@ -375,6 +392,16 @@ impl Vm {
             if cert.untrusted {
                 Metrics::bump(host, self.metrics.untrusted_header, 1);
             }
+            if let Decision::Introspect { provider, token } = &decision {
+                if first && self.introspect(host, context_id, *provider, token) {
+                    return Step::Waiting;
+                }
+                let failed = Decision::Deny {
+                    error: AuthError::IntrospectionFailed,
+                    provider: Some(*provider),
+                };
+                return self.apply(host, path, failed);
+            }
             return self.apply(host, path, decision);
         }
     }
@@ -382,6 +409,11 @@ impl Vm {
     fn apply(&self, host: &dyn Host, path: &str, decision: Decision) -> Step {
         self.metrics.record(host, &decision);
         match decision {
+            Decision::Introspect { .. } => {
+                // `process` never applies this; fail closed if it ever did.
+                host.send_response(500, &[], b"certbound: internal error\n");
+                Step::Responded
+            }
             Decision::Allow(allowed) => {
                 for op in &allowed.ops {
                     match op {
@@ -431,6 +463,97 @@ impl Vm {
     /// The stream ended (client gone): forget it.
     pub fn forget(&mut self, context_id: u32) {
         self.waiters.retain(|w| w.context_id != context_id);
+        self.introspections
+            .retain(|_, p| p.context_id != context_id);
+    }
+
+    /// Asks `provider`'s introspection endpoint about `token` on behalf of
+    /// the current stream (RFC 7662 §2.1, client_secret_basic).
+    fn introspect(
+        &mut self,
+        host: &dyn Host,
+        context_id: u32,
+        provider: usize,
+        token: &str,
+    ) -> bool {
+        let Some(cfg) = self
+            .policy
+            .providers
+            .get(provider)
+            .and_then(|p| p.introspection.as_ref())
+        else {
+            return false;
+        };
+        let auth = introspect::basic_auth(&cfg.client_id, &cfg.client_secret);
+        let headers = introspect::request_headers(cfg, &auth);
+        let body = introspect::request_body(token);
+        match host.dispatch_http_call(
+            &cfg.cluster,
+            &headers,
+            Some(body.as_bytes()),
+            Duration::from_millis(cfg.timeout_ms),
+        ) {
+            Some(call) => {
+                self.introspections.insert(
+                    call,
+                    PendingIntrospection {
+                        context_id,
+                        provider,
+                        digest: TokenCache::digest(token),
+                    },
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The introspection endpoint answered (or failed) for the current stream.
+    pub fn on_introspection_response(&mut self, host: &dyn Host, call: u32, body_size: usize) {
+        let Some(pending) = self.introspections.remove(&call) else {
+            return;
+        };
+        let now = now_ms(host).map_or(0, |ms| i64::try_from(ms / 1000).unwrap_or(i64::MAX));
+        let (status, body) = host.http_call_response(body_size);
+        match introspect::parse_response(status.as_deref(), body.as_deref()) {
+            Some(result) => {
+                let duration = self
+                    .policy
+                    .providers
+                    .get(pending.provider)
+                    .and_then(|p| p.introspection.as_ref())
+                    .map_or(0, |i| i.cache_duration_s);
+                self.introspection
+                    .insert(pending.digest, pending.provider, result, duration, now);
+                if self.process(host, pending.context_id, false) == Step::Continue {
+                    host.resume_request();
+                }
+            }
+            None => {
+                let name = self
+                    .policy
+                    .providers
+                    .get(pending.provider)
+                    .map_or("-", |p| p.name.as_str());
+                host.log(
+                    log::Level::Warn,
+                    &format!(
+                        "certbound: provider \"{name}\": introspection failed (status {})",
+                        status.as_deref().unwrap_or("none")
+                    ),
+                );
+                let headers = host.request_headers();
+                let path = headers
+                    .iter()
+                    .find(|(n, _)| n == ":path")
+                    .map_or("/", |(_, v)| v.as_str());
+                let failed = Decision::Deny {
+                    error: AuthError::IntrospectionFailed,
+                    provider: Some(pending.provider),
+                };
+                self.apply(host, path, failed);
+            }
+        }
     }
 
     /// Takes up the paused requests that `pick` selects.
@@ -535,6 +658,7 @@ impl Vm {
         match host.dispatch_http_call(
             &cfg.cluster,
             &headers,
+            None,
             Duration::from_millis(cfg.timeout_ms),
         ) {
             Some(token) => {

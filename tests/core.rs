@@ -16,6 +16,7 @@ use certbound::cache::TokenCache;
 use certbound::config;
 use certbound::decision::{Allowed, Decision, HeaderOp, Request, Verifier, decide};
 use certbound::error::AuthError;
+use certbound::introspect::IntrospectionCache;
 use certbound::jwks::{JwksError, KeyRing, KeySet};
 use common::*;
 use serde_json::json;
@@ -50,6 +51,7 @@ fn run(
         Verifier {
             keys: &keys,
             cache: &mut cache,
+            introspection: &IntrospectionCache::new(1),
         },
         Request { path, headers },
         &mut cert,
@@ -60,7 +62,7 @@ fn run(
 fn denied(d: &Decision) -> Option<&AuthError> {
     match d {
         Decision::Deny { error, .. } => Some(error),
-        Decision::Allow(_) => None,
+        Decision::Allow(_) | Decision::Introspect { .. } => None,
     }
 }
 
@@ -68,6 +70,7 @@ fn allowed(d: Decision) -> Allowed {
     match d {
         Decision::Allow(a) => a,
         Decision::Deny { error, .. } => panic!("denied: {error:?}"),
+        Decision::Introspect { .. } => panic!("wants introspection"),
     }
 }
 
@@ -806,6 +809,7 @@ fn token_cache_skips_only_the_signature() {
             Verifier {
                 keys: &keys,
                 cache: &mut cache,
+                introspection: &IntrospectionCache::new(1),
             },
             Request {
                 path: "/",

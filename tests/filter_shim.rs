@@ -54,6 +54,8 @@ struct State {
     calls: Vec<Call>,
     /// What the next `http_call_response` returns.
     call_response: (Option<String>, Option<Vec<u8>>),
+    /// Bodies of the dispatched calls, in order.
+    bodies: Vec<Option<Vec<u8>>>,
     tick: Option<Duration>,
 }
 
@@ -250,8 +252,10 @@ impl Host for FakeHost {
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
+        body: Option<&[u8]>,
         _timeout: Duration,
     ) -> Option<u32> {
+        self.0.borrow_mut().bodies.push(body.map(|b| b.to_vec()));
         let mut s = self.0.borrow_mut();
         let token = s.calls.len() as u32 + 100;
         s.calls.push((
@@ -1047,4 +1051,225 @@ fn forwarded_config_errors() {
             .unwrap_err();
         assert_eq!(e.field, field, "{e}");
     }
+}
+
+// ------------------------------------------------------------------ introspection (RFC 7662)
+
+const OPAQUE: &str = "2YotnFZFEjr1zCsicMWpAA";
+
+fn introspection_config(extra: Value) -> Value {
+    let mut p = provider(json!({
+        "introspection": {
+            "http_uri": {"uri": "https://as.example.com/introspect", "cluster": "as", "timeout": "1s"},
+            "client_id": "resource-server",
+            "client_secret": {"environment_variable": "INTROSPECTION_SECRET"},
+            "cache_duration": "60s"
+        }
+    }));
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    json!({"providers": {"idp": p}})
+}
+
+fn introspection_host(extra: Value) -> FakeHost {
+    FakeHost::new()
+        .with_config(introspection_config(extra))
+        .with_env("INTROSPECTION_SECRET", "s3cr3t:pw")
+}
+
+fn active_response(cert: &str, extra: Value) -> String {
+    let mut r = json!({
+        "active": true,
+        "iss": vectors()["issuer"],
+        "aud": vectors()["audience"],
+        "sub": "client-a",
+        "exp": now() + 300,
+        "cnf": {"x5t#S256": vectors()["x5t"][cert]}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            r.as_object_mut().unwrap().remove(k);
+        } else {
+            r[k] = v.clone();
+        }
+    }
+    r.to_string()
+}
+
+/// Starts `token` on stream `id` from client_a, then answers the introspection.
+fn introspect_once(
+    h: &FakeHost,
+    root: &CertboundRoot<FakeHost>,
+    id: u32,
+    token: &str,
+    status: Option<&str>,
+    body: &str,
+) -> Action {
+    let action = start(root, h, id, token);
+    if action == Action::Pause && h.response_of(id).is_none() {
+        let call = h.calls().last().unwrap().0;
+        h.answer_with(status, body.as_bytes());
+        let mut http = root.create_http_context(id).unwrap();
+        let _ = h.clone().on_stream(id);
+        http.on_http_call_response(call, 0, body.len(), 0);
+    }
+    action
+}
+
+#[test]
+fn opaque_token_is_introspected_and_bound() {
+    let h = introspection_host(json!({}));
+    let root = configured_root(&h);
+    let action = introspect_once(
+        &h,
+        &root,
+        50,
+        OPAQUE,
+        Some("200"),
+        &active_response("client_a", json!({})),
+    );
+    assert_eq!(action, Action::Pause);
+    assert!(h.resumed(50), "{:?}", h.response_of(50));
+    // The request: POST, form body, client_secret_basic.
+    let (_, cluster, headers) = h.calls()[0].clone();
+    assert_eq!(cluster, "as");
+    assert!(headers.contains(&(":method".into(), "POST".into())));
+    assert!(headers.contains(&(":path".into(), "/introspect".into())));
+    assert!(headers.contains(&(
+        "content-type".into(),
+        "application/x-www-form-urlencoded".into()
+    )));
+    let auth = headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .unwrap()
+        .1
+        .clone();
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth.strip_prefix("Basic ").unwrap())
+        .unwrap();
+    assert_eq!(decoded, b"resource-server:s3cr3t%3Apw");
+    let body = h.0.borrow().bodies[0].clone().unwrap();
+    assert_eq!(
+        body,
+        format!("token={OPAQUE}&token_type_hint=access_token").into_bytes()
+    );
+    // Cached: the same token again needs no call.
+    assert_eq!(start(&root, &h, 51, OPAQUE), Action::Continue);
+    assert_eq!(h.calls().len(), 1);
+    // The secret is never logged.
+    assert!(!h.logs().contains("s3cr3t"));
+}
+
+#[test]
+fn introspected_binding_and_claims_are_checked() {
+    for (extra, cert, reason) in [
+        (json!({}), "client_b", "binding_mismatch"),
+        (json!({"cnf": null}), "client_a", "missing_binding"),
+        (
+            json!({"iss": "https://evil.example.com"}),
+            "client_a",
+            "wrong_issuer",
+        ),
+        (
+            json!({"aud": "https://other.example.com"}),
+            "client_a",
+            "wrong_audience",
+        ),
+        (json!({"exp": now() - 120}), "client_a", "expired"),
+    ] {
+        let h = introspection_host(json!({}));
+        let root = configured_root(&h);
+        introspect_once(
+            &h,
+            &root,
+            60,
+            OPAQUE,
+            Some("200"),
+            &active_response(cert, extra.clone()),
+        );
+        let r = h
+            .response_of(60)
+            .unwrap_or_else(|| panic!("{extra}: allowed"));
+        assert_eq!(r.0, 401, "{extra}");
+        assert_eq!(
+            h.counter(&format!("certbound.denied.{reason}")),
+            1,
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn inactive_tokens_are_refused_and_cached() {
+    let h = introspection_host(json!({}));
+    let root = configured_root(&h);
+    introspect_once(&h, &root, 70, OPAQUE, Some("200"), r#"{"active":false}"#);
+    let r = h.response_of(70).unwrap();
+    assert_eq!(r.0, 401);
+    assert!(
+        r.1.iter()
+            .any(|(k, v)| k == "www-authenticate" && v.contains("token is not active"))
+    );
+    assert_eq!(start(&root, &h, 71, OPAQUE), Action::Pause);
+    assert_eq!(h.response_of(71).map(|r| r.0), Some(401));
+    assert_eq!(h.calls().len(), 1, "inactive result cached");
+}
+
+#[test]
+fn introspection_failures_are_401_never_5xx() {
+    for (status, body) in [
+        (None, ""),
+        (Some("500"), "oops"),
+        (Some("200"), "<html>"),
+        (Some("200"), r#"{"active":"yes"}"#),
+    ] {
+        let h = introspection_host(json!({}));
+        let root = configured_root(&h);
+        introspect_once(&h, &root, 80, OPAQUE, status, body);
+        let r = h.response_of(80).unwrap();
+        assert_eq!(r.0, 401, "{body}");
+        assert!(
+            r.1.iter()
+                .any(|(k, v)| k == "www-authenticate" && v.contains("token introspection failed"))
+        );
+        assert_eq!(h.counter("certbound.denied.introspection_failed"), 1);
+    }
+}
+
+#[test]
+fn opaque_token_format_introspects_jwts_too() {
+    let h = introspection_host(json!({"token_format": "opaque"}));
+    let root = configured_root(&h);
+    let t = token("good_ES256");
+    introspect_once(
+        &h,
+        &root,
+        90,
+        &t,
+        Some("200"),
+        &active_response("client_a", json!({})),
+    );
+    assert!(h.resumed(90));
+    assert_eq!(h.calls().len(), 1);
+    // Without it, JWTs are verified locally and never introspected.
+    let h = introspection_host(json!({}));
+    let root = configured_root(&h);
+    assert_eq!(start(&root, &h, 91, &t), Action::Continue);
+    assert!(h.calls().is_empty());
+}
+
+#[test]
+fn introspection_config_errors() {
+    let h = FakeHost::new().with_config(introspection_config(json!({})));
+    assert!(!CertboundRoot::new(h.clone()).on_configure(0));
+    assert!(
+        h.logs()
+            .contains("providers.idp.introspection.client_secret.environment_variable")
+    );
+    let cfg = json!({"providers": {"idp": provider(json!({"token_format": "opaque"}))}});
+    let e = certbound::config::parse(cfg.to_string().as_bytes(), &no_env).unwrap_err();
+    assert_eq!(e.field, "providers.idp.introspection");
 }
