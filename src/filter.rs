@@ -144,6 +144,17 @@ impl<H: Host> Context for CertboundHttp<H> {
     }
 }
 
+impl<H: Host> CertboundHttp<H> {
+    /// A body or trailers of a request that is still paused (or denied)
+    /// stay buffered: answering Continue here would resume the stream.
+    fn hold_if_undecided(&self) -> Action {
+        match self.vm.try_borrow() {
+            Ok(vm) if !vm.is_held(self.context_id) => Action::Continue,
+            _ => Action::Pause,
+        }
+    }
+}
+
 impl<H: Host> HttpContext for CertboundHttp<H> {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Ok(mut vm) = self.vm.try_borrow_mut() else {
@@ -155,6 +166,14 @@ impl<H: Host> HttpContext for CertboundHttp<H> {
             Step::Continue => Action::Continue,
             Step::Responded | Step::Waiting => Action::Pause,
         }
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        self.hold_if_undecided()
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.hold_if_undecided()
     }
 }
 

@@ -5,7 +5,7 @@
 //! It talks to Envoy only through [`Host`], never through proxy-wasm, so
 //! the native tests drive it with a fake host.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -223,6 +223,8 @@ pub struct Vm {
     cache: TokenCache,
     introspection: IntrospectionCache,
     introspections: HashMap<u32, PendingIntrospection>,
+    /// Streams that must not move on: waiting for a decision, or denied.
+    held: HashSet<u32>,
     waiters: Vec<Waiter>,
     /// Our own JWKS fetches in flight: call token → provider.
     calls: HashMap<u32, usize>,
@@ -280,6 +282,7 @@ impl Vm {
             cache,
             introspection,
             introspections: HashMap::new(),
+            held: HashSet::new(),
             waiters: Vec::new(),
             calls: HashMap::new(),
         };
@@ -312,6 +315,23 @@ impl Vm {
     /// `first` is false when a paused request is taken up again: it may no
     /// longer wait.
     pub fn process(&mut self, host: &dyn Host, context_id: u32, first: bool) -> Step {
+        let step = self.decide_stream(host, context_id, first);
+        if step == Step::Continue {
+            self.held.remove(&context_id);
+        } else {
+            self.held.insert(context_id);
+        }
+        step
+    }
+
+    /// Whether the stream is paused or denied. Its body and trailers must
+    /// then be held too: Envoy resumes a stream whose data callback says
+    /// continue, which would let an undecided request through.
+    pub fn is_held(&self, context_id: u32) -> bool {
+        self.held.contains(&context_id)
+    }
+
+    fn decide_stream(&mut self, host: &dyn Host, context_id: u32, first: bool) -> Step {
         let headers = host.request_headers();
         let path = headers
             .iter()
@@ -465,6 +485,7 @@ impl Vm {
         self.waiters.retain(|w| w.context_id != context_id);
         self.introspections
             .retain(|_, p| p.context_id != context_id);
+        self.held.remove(&context_id);
     }
 
     /// Asks `provider`'s introspection endpoint about `token` on behalf of
@@ -530,6 +551,7 @@ impl Vm {
                 }
             }
             None => {
+                self.held.insert(pending.context_id);
                 let name = self
                     .policy
                     .providers

@@ -1273,3 +1273,51 @@ fn introspection_config_errors() {
     let e = certbound::config::parse(cfg.to_string().as_bytes(), &no_env).unwrap_err();
     assert_eq!(e.field, "providers.idp.introspection");
 }
+
+// ------------------------------------------------------------------ bodies of undecided requests
+
+#[test]
+fn body_of_a_paused_request_does_not_resume_it() {
+    // Envoy continues a stream whose data callback says Continue: while the
+    // request waits for keys, its body must be held, or it would go upstream
+    // undecided.
+    let h = FakeHost::new().with_config(remote_config());
+    let mut root = configured_root(&h);
+    let h7 = h
+        .clone()
+        .on_stream(7)
+        .with_header(":path", "/upload")
+        .with_peer_cert("client_a");
+    let h7 = h7.with_bearer(&token("good_ES256"));
+    let mut http = root.create_http_context(7).unwrap();
+    assert_eq!(http.on_http_request_headers(0, false), Action::Pause);
+    assert_eq!(http.on_http_request_body(1024, false), Action::Pause);
+    assert_eq!(http.on_http_request_trailers(1), Action::Pause);
+    root.on_tick();
+    deliver(&mut root, &h, h.calls()[0].0, Some("200"), &jwks("jwks"));
+    assert!(h.resumed(7));
+    assert_eq!(http.on_http_request_body(1024, true), Action::Continue);
+    let _ = h7;
+}
+
+#[test]
+fn body_of_a_denied_request_is_held() {
+    let h = base()
+        .with_bearer(&token("expired"))
+        .with_peer_cert("client_a");
+    let mut root = CertboundRoot::new(h.clone());
+    assert!(root.on_configure(0));
+    let mut http = root.create_http_context(1).unwrap();
+    assert_eq!(http.on_http_request_headers(0, false), Action::Pause);
+    assert_eq!(h.status(), Some(401));
+    assert_eq!(http.on_http_request_body(10, true), Action::Pause);
+    // An allowed request's body flows.
+    let h = base()
+        .with_bearer(&token("good_ES256"))
+        .with_peer_cert("client_a");
+    let mut root = CertboundRoot::new(h.clone());
+    assert!(root.on_configure(0));
+    let mut http = root.create_http_context(1).unwrap();
+    assert_eq!(http.on_http_request_headers(0, false), Action::Continue);
+    assert_eq!(http.on_http_request_body(10, true), Action::Continue);
+}
