@@ -111,6 +111,38 @@ pub fn thumbprint_of_pem(raw: &[u8]) -> Result<Thumbprint, CertError> {
     peer_certificate_der(raw).map(|der| Thumbprint::of_der(&der))
 }
 
+/// Thumbprints of the certificates seen recently, keyed by the PEM text
+/// Envoy gave us, so the PEM is decoded and parsed once per client, not once
+/// per request. Bounded: it starts over when full.
+#[derive(Debug, Default)]
+pub struct ThumbprintCache {
+    map: std::collections::HashMap<Vec<u8>, Thumbprint>,
+}
+
+impl ThumbprintCache {
+    pub const CAPACITY: usize = 256;
+
+    pub fn thumbprint_of_pem(&mut self, raw: &[u8]) -> Result<Thumbprint, CertError> {
+        if let Some(t) = self.map.get(raw) {
+            return Ok(*t);
+        }
+        let t = thumbprint_of_pem(raw)?;
+        if self.map.len() >= Self::CAPACITY {
+            self.map.clear();
+        }
+        self.map.insert(raw.to_vec(), t);
+        Ok(t)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// RFC 3986 percent-decoding. `+` is left alone: Envoy's encoding uses `%20`.
 pub fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(input.len());
@@ -178,6 +210,13 @@ mod tests {
         assert!(a.ct_eq(&b));
         b.0[31] = 2;
         assert!(!a.ct_eq(&b));
+    }
+
+    #[test]
+    fn thumbprint_cache_is_bounded_and_only_keeps_certificates() {
+        let mut c = ThumbprintCache::default();
+        assert!(c.thumbprint_of_pem(b"garbage").is_err());
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::binding::{Thumbprint, thumbprint_of_pem};
+use crate::binding::{Thumbprint, ThumbprintCache, thumbprint_of_pem};
 use crate::cache::{TokenCache, TokenDigest};
 use crate::config::{JwksSource, Policy, RemoteJwks};
 use crate::decision::{self, ClientCertificate, Decision, HeaderOp, Request, Verifier};
@@ -18,6 +18,8 @@ use crate::forwarded::{self, CertificateSource, Source};
 use crate::introspect::{self, IntrospectionCache};
 use crate::jwks::{KeyRing, KeySet};
 use crate::remote::{self, FetchState, SharedJwks};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Everything the filter asks of its host. Failures fold into `None` or
 /// `false`, and every caller fails closed on them.
@@ -225,6 +227,7 @@ pub struct Vm {
     introspections: HashMap<u32, PendingIntrospection>,
     /// Streams that must not move on: waiting for a decision, or denied.
     held: HashSet<u32>,
+    thumbprints: Rc<RefCell<ThumbprintCache>>,
     waiters: Vec<Waiter>,
     /// Our own JWKS fetches in flight: call token → provider.
     calls: HashMap<u32, usize>,
@@ -283,6 +286,7 @@ impl Vm {
             introspection,
             introspections: HashMap::new(),
             held: HashSet::new(),
+            thumbprints: Rc::default(),
             waiters: Vec::new(),
             calls: HashMap::new(),
         };
@@ -351,6 +355,7 @@ impl Vm {
             headers: &headers,
             read: Vec::new(),
             untrusted: false,
+            thumbprints: Rc::clone(&self.thumbprints),
         };
         let mut synced = false;
         loop {
@@ -870,6 +875,7 @@ struct PeerCertificate<'a> {
     read: Vec<(CertificateSource, Option<Thumbprint>)>,
     /// A forwarded certificate header came from an untrusted hop.
     untrusted: bool,
+    thumbprints: Rc<RefCell<ThumbprintCache>>,
 }
 
 impl ClientCertificate for PeerCertificate<'_> {
@@ -878,7 +884,7 @@ impl ClientCertificate for PeerCertificate<'_> {
             return *t;
         }
         let t = match &source.source {
-            Source::Connection => read_peer_thumbprint(self.host),
+            Source::Connection => read_peer_thumbprint(self.host, &self.thumbprints),
             forwarded => self.forwarded(source, forwarded),
         };
         self.read.push((source.clone(), t));
@@ -919,12 +925,16 @@ impl PeerCertificate<'_> {
 }
 /// `connection.peer_certificate` (PEM, or URL-encoded PEM), else the
 /// hex `connection.sha256_peer_certificate_digest` of older Envoys.
-fn read_peer_thumbprint(host: &dyn Host) -> Option<Thumbprint> {
+fn read_peer_thumbprint(host: &dyn Host, cache: &RefCell<ThumbprintCache>) -> Option<Thumbprint> {
     if let Some(pem) = host
         .property(&["connection", "peer_certificate"])
         .filter(|p| !p.is_empty())
     {
-        return match thumbprint_of_pem(&pem) {
+        let computed = match cache.try_borrow_mut() {
+            Ok(mut c) => c.thumbprint_of_pem(&pem),
+            Err(_) => thumbprint_of_pem(&pem),
+        };
+        return match computed {
             Ok(t) => Some(t),
             Err(e) => {
                 host.log(
