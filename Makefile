@@ -50,3 +50,20 @@ demo: build venv
 
 clean:
 	rm -rf $(CURDIR)/target $(CURDIR)/envoy/certs
+
+# ---------------------------------------------------------------------------
+# Fuzzing (fuzz/, cargo-fuzz + libFuzzer on the stable toolchain; see
+# fuzz/README.md). Not part of `make test`.
+#   make fuzz-smoke                 every target 30 s, one after another; fails on a crash
+#   make fuzz FUZZ_SECONDS=3600     every target FUZZ_SECONDS s (default 600)
+#   make fuzz FUZZ_TARGETS=decision only some targets
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
+
+.PHONY: fuzz-smoke fuzz
+
+fuzz-smoke:
+	bash $(CURDIR)/fuzz/run.sh 30 $(FUZZ_TARGETS)
+
+fuzz:
+	bash $(CURDIR)/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs certbound's cargo-fuzz targets one after another, each for a fixed
+# time, on the stable toolchain; fails if any target crashes (a panic, a
+# failed oracle assertion, a timeout or an out-of-memory). See README.md.
+#
+#   bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
+#
+# Environment:
+#   FUZZ_SANITIZER  none (default) or address (uses RUSTC_BOOTSTRAP=1 on stable)
+#   FUZZ_JOBS       libFuzzer -fork=N workers per target (default: 1 process)
+#   FUZZ_ARGS       extra libFuzzer flags, e.g. "-max_len=4096"
+#   CARGO_FUZZ      cargo-fuzz binary (default: target/tools/bin/cargo-fuzz,
+#                   installed there from crates.io if missing)
+#
+# Working state, all ignored by git: fuzz/corpus/<target>/ (grows across
+# runs), fuzz/artifacts/<target>/ (crashing inputs), fuzz/seeds/ (made by
+# gen_seeds.py from tests/vectors/vectors.json), fuzz/logs/<target>.log and
+# fuzz/logs/summary.tsv.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SECONDS_PER_TARGET="${1:-30}"
+shift || true
+ALL_TARGETS=(jwt_verify jwks_parse config_parse cert_parse decision)
+if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
+
+CARGO_FUZZ_VERSION=0.13.2
+TOOLS="$ROOT/target/tools"
+CARGO_FUZZ="${CARGO_FUZZ:-$TOOLS/bin/cargo-fuzz}"
+SANITIZER="${FUZZ_SANITIZER:-none}"
+LOGS="$ROOT/fuzz/logs"
+
+# cargo-fuzz itself: a thin driver, so a debug build is enough and builds
+# in a fraction of the time. Installed once, into the project's target/.
+if [ ! -x "$CARGO_FUZZ" ]; then
+    echo "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS" >&2
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --debug \
+        --root "$TOOLS" --quiet
+fi
+
+# -s none needs no unstable rustc flag: cargo-fuzz then passes only -C
+# options (sancov instrumentation), which stable accepts. AddressSanitizer
+# needs -Zsanitizer=address, which stable rustc takes only with
+# RUSTC_BOOTSTRAP=1 (its runtime ships with the stable x86_64 std).
+BUILD=(--sanitizer "$SANITIZER")
+if [ "$SANITIZER" != none ]; then export RUSTC_BOOTSTRAP=1; fi
+
+python3 fuzz/gen_seeds.py >/dev/null
+mkdir -p "$LOGS"
+
+echo "fuzz: building ${TARGETS[*]} (sanitizer $SANITIZER)" >&2
+build_start=$(date +%s)
+: >"$LOGS/build.log"
+if [ "${#TARGETS[@]}" -eq "${#ALL_TARGETS[@]}" ]; then BUILT=(""); else BUILT=("${TARGETS[@]}"); fi
+for t in "${BUILT[@]}"; do
+    # shellcheck disable=SC2086
+    "$CARGO_FUZZ" fuzz build "${BUILD[@]}" $t >>"$LOGS/build.log" 2>&1 \
+        || { tail -40 "$LOGS/build.log" >&2; exit 1; }
+done
+echo "fuzz: built in $(( $(date +%s) - build_start )) s" >&2
+
+PARALLEL=()
+if [ -n "${FUZZ_JOBS:-}" ]; then PARALLEL=("-fork=$FUZZ_JOBS"); fi
+
+summary="$LOGS/summary.tsv"
+printf 'target\tseconds\texecs\texecs_per_s\tcrashes\tcorpus_files\tcorpus_bytes\tcoverage\tresult\n' >"$summary"
+failed=()
+for t in "${TARGETS[@]}"; do
+    corpus="fuzz/corpus/$t"
+    mkdir -p "$corpus" "fuzz/seeds/$t"
+    log="$LOGS/$t.log"
+    echo "fuzz: $t for ${SECONDS_PER_TARGET} s (log: ${log#"$ROOT"/})" >&2
+    start=$(date +%s)
+    set +e
+    # shellcheck disable=SC2086
+    "$CARGO_FUZZ" fuzz run "${BUILD[@]}" "$t" "$corpus" "fuzz/seeds/$t" -- \
+        -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 "${PARALLEL[@]}" ${FUZZ_ARGS:-} >"$log" 2>&1
+    status=$?
+    set -e
+    elapsed=$(( $(date +%s) - start ))
+    # Statistics from libFuzzer's output (-print_final_stats=1; the last
+    # status line when it stopped on a crash).
+    execs=$( (grep -a -o 'stat::number_of_executed_units: [0-9]*' "$log" || true) |
+        awk '{s+=$2} END {print s+0}')
+    if [ "$execs" = 0 ]; then
+        execs=$( (grep -a -o '^#[0-9]*' "$log" || true) | tail -1 | tr -d '#')
+        execs=${execs:-0}
+    fi
+    cov=$( (grep -a -o 'cov: [0-9]*' "$log" || true) | tail -1 | awk '{print $2}')
+    files=$(find "$corpus" -type f | wc -l)
+    bytes=$(du -sb "$corpus" | cut -f1)
+    crashes=$(find "fuzz/artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' \) \
+        -newermt "@$start" 2>/dev/null | wc -l)
+    if [ "$status" -eq 0 ]; then result=ok; else result="FAILED (exit $status)"; failed+=("$t"); fi
+    rate=$(( execs / (elapsed > 0 ? elapsed : 1) ))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$elapsed" "$execs" "$rate" "$crashes" \
+        "$files" "$bytes" "${cov:-?}" "$result" >>"$summary"
+    if [ "$status" -ne 0 ]; then
+        echo "fuzz: $t FAILED; the end of its log:" >&2
+        grep -a -v '^#' "$log" | tail -60 >&2
+    fi
+done
+
+column -t -s $'\t' "$summary" 2>/dev/null || cat "$summary"
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "fuzz: FAILED: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+    exit 1
+fi
+echo "fuzz: all ${#TARGETS[@]} targets ran ${SECONDS_PER_TARGET} s without a crash" >&2
