@@ -31,6 +31,18 @@ $(VENV_STAMP): $(REQUIREMENTS)
 
 venv: $(VENV_STAMP)
 
+# npm packages of the interop tests (tests/interop: oidc-provider), exactly as
+# in package-lock.json. Again only when the lockfile changes or node_modules is gone.
+INTEROP_DIR   := $(CURDIR)/tests/interop
+INTEROP_STAMP := $(CURDIR)/target/interop/.npm-ci
+.PHONY: interop-deps interop-reinstall
+$(INTEROP_STAMP): $(INTEROP_DIR)/package.json $(INTEROP_DIR)/package-lock.json \
+		$(if $(wildcard $(INTEROP_DIR)/node_modules/oidc-provider/package.json),,interop-reinstall)
+	npm ci --prefix $(INTEROP_DIR) --no-audit --no-fund
+	mkdir -p $(@D) && touch $@
+
+interop-deps: $(INTEROP_STAMP)
+
 lint:
 	rustup target add $(TARGET)
 	cargo fmt --all -- --check
@@ -42,7 +54,7 @@ test: lint
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory e2e
 
-e2e: venv
+e2e: venv interop-deps
 	cd $(CURDIR) && $(VENV)/bin/python -m pytest $(CURDIR)/tests/e2e -q $(PYTEST_ARGS)
 
 demo: build venv
