@@ -26,6 +26,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -68,6 +69,12 @@ class _Http(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # so up() can bind the same port again at once
     owner: "JwksServer"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Envoy resetting a keep-alive connection (at shutdown, after a
+        # timeout) is routine here; anything else is still reported.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class JwksServer:
