@@ -183,7 +183,7 @@ def test_keys_loaded_at_start(pki, jwks, start_envoy, call):
 def test_rotation_new_kid_is_accepted_without_restart(pki, jwks, start_envoy, call):
     """A token with a kid the endpoint only now publishes is accepted: the
     unknown kid triggers one refetch, at most once per min_refetch_interval."""
-    envoy = start_envoy(jwks, min_refetch_interval="2s")
+    envoy = start_envoy(jwks, min_refetch_interval="1s")
     assert_ok(call(envoy, token=pki.token(pki.client_a), client=pki.client_a))
     assert jwks.count == 1
 
@@ -191,7 +191,7 @@ def test_rotation_new_kid_is_accepted_without_restart(pki, jwks, start_envoy, ca
     jwks.set_jwks(demo.jwks(idp_jwk(pki), jwk))
     token = demo.mint(key, "ES256", kid="rotated-1", cert=pki.client_a.cert)
 
-    # Within 2 s of the start-up fetch the unknown kid is refused at once,
+    # Within 1 s of the start-up fetch the unknown kid is refused at once,
     # without a fetch; the first request after that refetches and is accepted.
     seen = poll_until_ok(lambda: call(envoy, token=token, client=pki.client_a),
                          UNKNOWN_KID, timeout=10)
@@ -321,6 +321,19 @@ def test_garbage_and_5xx_keep_the_last_good_keys(pki, jwks, start_envoy, call):
     for i, gap in enumerate(gaps[1:]):
         backoff = 0.5 * 2 ** i
         assert backoff - 0.05 <= gap <= backoff + SLACK, (i, gaps)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "filter bug: src/remote.rs refresh_at() computes cache_duration_ms / 1000 * 900, "
+    "truncating to whole seconds first: cache_duration 1.9s refreshes every 0.9 s (47 %), "
+    "not 1.71 s (90 %)"))
+def test_refresh_at_90_percent_of_a_fractional_cache_duration(jwks, start_envoy):
+    envoy = start_envoy(jwks, cache_duration="1.9s")
+    jwks.wait_for_count(2, timeout=5)
+    first, second = jwks.hits[:2]
+    assert envoy.stat(FETCH_OK) >= 2
+    assert second.at - first.at >= 0.9 * 1.9 - 0.05, (
+        f"refreshed {second.at - first.at:.3f}s after the previous fetch")
 
 
 # ---------------------------------------------------------------------------
