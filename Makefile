@@ -64,6 +64,55 @@ clean:
 	rm -rf $(CURDIR)/target $(CURDIR)/envoy/certs
 
 # ---------------------------------------------------------------------------
+# Benchmarks (benches/, BENCHMARKS.md). Slow (~25 min): never part of `make test`.
+#   make bench          micro-benchmarks, per-request accounting, then the Envoy
+#                       run; prints the table and updates BENCHMARKS.md
+#   make bench-envoy    only the Envoy run; a quick look:
+#                         make bench-envoy BENCH_ARGS='--rounds 1 --duration 2 --out -'
+#   make bench-micro    only criterion (benches/core.rs) + accounting (benches/profile.rs)
+#   make bench-profile  callgrind profile of the native request path (valgrind)
+BENCH_ARGS   ?=
+OHA_VERSION  := 1.16.0
+OHA_STAMP    := $(CURDIR)/target/tools/.oha-$(OHA_VERSION)
+BENCH_OUT    := $(CURDIR)/target/bench
+
+.PHONY: bench bench-tools bench-fixture bench-micro bench-envoy bench-profile
+
+# oha (HTTP load generator with client certificates), project-local, once.
+$(OHA_STAMP):
+	cargo install --root $(CURDIR)/target/tools --locked --version $(OHA_VERSION) oha
+	touch $@
+
+bench-tools: $(OHA_STAMP)
+
+# The wasm floor (w): a no-op proxy-wasm filter, its own crate.
+bench-fixture:
+	cargo build --release --locked --target $(TARGET) \
+	  --manifest-path $(CURDIR)/benches/fixtures/noop-filter/Cargo.toml \
+	  --target-dir $(CURDIR)/target/bench-fixtures
+
+bench-micro:
+	mkdir -p $(BENCH_OUT)
+	cargo bench --bench core
+	set -o pipefail; cargo bench --bench profile | tee $(BENCH_OUT)/profile.txt
+
+bench-envoy: build bench-fixture bench-tools venv
+	$(VENV)/bin/python $(CURDIR)/benches/bench.py \
+	  --command "make $(or $(BENCH_GOAL),bench-envoy)$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
+
+bench: bench-micro
+	$(MAKE) --no-print-directory bench-envoy BENCH_GOAL=bench
+
+bench-profile:
+	@command -v valgrind >/dev/null || { echo "bench-profile: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+	mkdir -p $(BENCH_OUT)
+	CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind --tool=callgrind --callgrind-out-file=$(BENCH_OUT)/callgrind.out" \
+	  cargo bench --bench profile -- --loop 300
+	callgrind_annotate --inclusive=yes $(BENCH_OUT)/callgrind.out 2>/dev/null | head -60 > $(BENCH_OUT)/callgrind-inclusive.txt
+	callgrind_annotate $(BENCH_OUT)/callgrind.out 2>/dev/null | head -50 > $(BENCH_OUT)/callgrind-self.txt
+	@echo "bench-profile: $(BENCH_OUT)/callgrind-{inclusive,self}.txt"
+
+# ---------------------------------------------------------------------------
 # Fuzzing (fuzz/, cargo-fuzz + libFuzzer on the stable toolchain; see
 # fuzz/README.md). Not part of `make test`.
 #   make fuzz-smoke                 every target 30 s, one after another; fails on a crash
