@@ -30,6 +30,7 @@ import hashlib
 import http.client
 import os
 import re
+import socket
 import time
 import urllib.parse
 import uuid
@@ -455,3 +456,13 @@ class Fleet:
                      for ln in e.vm_failures() if ln not in self._reported]
         return left
 
+
+def can_bind(addr: str) -> bool:
+    """Whether a client socket can use ``addr`` as its source (Linux: any
+    127.0.0.0/8 address; macOS: only configured aliases)."""
+    try:
+        with socket.socket() as s:
+            s.bind((addr, 0))
+        return True
+    except OSError:
+        return False
