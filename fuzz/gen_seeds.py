@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import shutil
 import urllib.parse
@@ -54,13 +55,25 @@ def main() -> None:
             write(out / "jwks_parse", f"{name}_{i}", json.dumps({"keys": [key]}))
 
     # cert_parse: PEM, percent-encoded PEM (as Envoy sends it), raw DER,
-    # the hex digest and the x5t#S256 values.
+    # the forwarded-header forms (base64 DER, RFC 9440, folded PEM, XFCC),
+    # the hex digest, the x5t#S256 values and a few proxy addresses.
     for name, pem in v["certs"].items():
         write(out / "cert_parse", f"{name}.pem", pem)
         write(out / "cert_parse", f"{name}.pem.urlenc", urllib.parse.quote(pem, safe=""))
         write(out / "cert_parse", f"{name}.der", pem_der(pem))
+        der = pem_der(pem)
+        write(out / "cert_parse", f"{name}.b64der", base64.b64encode(der))
+        write(out / "cert_parse", f"{name}.rfc9440", b":" + base64.b64encode(der) + b":")
+        write(out / "cert_parse", f"{name}.pem.folded", " ".join(pem.splitlines()))
+        quoted = urllib.parse.quote(pem, safe="")
+        write(out / "cert_parse", f"{name}.xfcc",
+              f'By=spiffe://a/b;Hash={hashlib.sha256(der).hexdigest()};Cert="{quoted}"')
     for name, hexd in v["sha256_hex"].items():
         write(out / "cert_parse", f"{name}.hex", hexd)
+        write(out / "cert_parse", f"{name}.hex.colons",
+              ":".join(hexd[i:i + 2] for i in range(0, len(hexd), 2)).upper())
+    for addr in ("10.1.2.3:443", "[fd00::1]:8443", "192.168.1.7", "::ffff:10.0.0.1", "10.0.0.0/8"):
+        write(out / "cert_parse", "addr_" + addr.replace("/", "_").replace(":", "_"), addr)
     for name, x5t in v["x5t"].items():
         write(out / "cert_parse", f"{name}.x5t", x5t)
 

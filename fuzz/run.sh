@@ -73,11 +73,13 @@ for t in "${TARGETS[@]}"; do
     log="$LOGS/$t.log"
     echo "fuzz: $t for ${SECONDS_PER_TARGET} s (log: ${log#"$ROOT"/})" >&2
     start=$(date +%s)
+    dict=()
+    if [ -f "fuzz/dicts/$t.dict" ]; then dict=("-dict=fuzz/dicts/$t.dict"); fi
     set +e
     # shellcheck disable=SC2086
     "$CARGO_FUZZ" fuzz run "${BUILD[@]}" "$t" "$corpus" "fuzz/seeds/$t" -- \
         -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 "${PARALLEL[@]}" ${FUZZ_ARGS:-} >"$log" 2>&1
+        -print_final_stats=1 "${dict[@]}" "${PARALLEL[@]}" ${FUZZ_ARGS:-} >"$log" 2>&1
     status=$?
     set -e
     elapsed=$(( $(date +%s) - start ))
