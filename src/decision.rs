@@ -170,7 +170,7 @@ pub fn decide(
     if let (Some(v), Some(f)) = (&verified, &found)
         && let Some(p) = policy.providers.get(v.token.provider)
     {
-        upstream_ops(p, v, f, req, &mut ops);
+        upstream_ops(policy, p, v, f, req, &mut ops);
     }
     Decision::Allow(Allowed {
         provider: verified.map(|v| v.token.provider),
@@ -471,11 +471,14 @@ fn tokens_at<'a>(
     req: Request<'a>,
 ) -> Box<dyn Iterator<Item = Result<&'a str, AuthError>> + 'a> {
     match source {
+        // Envoy folds repeated headers into one value joined by ",", and a
+        // JWT never holds a comma: each part is a candidate token.
         TokenSource::Header { name, prefix } => Box::new(
             req.headers
                 .iter()
                 .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-                .filter_map(move |(_, v)| strip_prefix(name, prefix, v))
+                .flat_map(|(_, v)| v.split(','))
+                .filter_map(move |v| strip_prefix(name, prefix, v.trim_start()))
                 .map(check_b64token),
         ),
         TokenSource::Param(param) => Box::new(
@@ -551,6 +554,7 @@ fn query(path: &str) -> &str {
 // ---------------------------------------------------------------------------
 
 fn upstream_ops(
+    policy: &Policy,
     p: &Provider,
     v: &Accepted,
     found: &Found<'_>,
@@ -571,7 +575,7 @@ fn upstream_ops(
         ops.push(HeaderOp::Set(h.clone(), t.to_base64url()));
     }
     if !p.forward {
-        remove_token(found, req, ops);
+        remove_token(policy, found, req, ops);
     }
 }
 
@@ -606,49 +610,71 @@ fn claim_value(claims: &serde_json::Map<String, Value>, path: &[String]) -> Opti
     safe.then_some(s)
 }
 
-/// `forward: false`: the token does not go upstream.
-fn remove_token(found: &Found<'_>, req: Request<'_>, ops: &mut Vec<HeaderOp>) {
-    match found.source {
-        TokenSource::Header { name, .. } => ops.push(HeaderOp::Remove(name.clone())),
-        TokenSource::Param(param) => {
-            let (base, q) = match req.path.split_once('?') {
-                Some((b, q)) => (b, q),
-                None => return,
-            };
-            let (q, frag) = match q.split_once('#') {
-                Some((q, f)) => (q, Some(f)),
-                None => (q, None),
-            };
-            let kept: Vec<&str> = q
-                .split('&')
-                .filter(|kv| kv.split_once('=').map(|(k, _)| k) != Some(param.as_str()))
-                .collect();
-            let mut path = base.to_string();
-            if !kept.is_empty() {
-                path.push('?');
-                path.push_str(&kept.join("&"));
-            }
-            if let Some(f) = frag {
-                path.push('#');
-                path.push_str(f);
-            }
-            ops.push(HeaderOp::Set(":path".into(), path));
+/// `forward: false`: the token does not go upstream, from any location it
+/// was sent in (a client may repeat it in a header, the query and a cookie).
+fn remove_token(policy: &Policy, found: &Found<'_>, req: Request<'_>, ops: &mut Vec<HeaderOp>) {
+    let token = found.token;
+    let holds = |source: &TokenSource| tokens_at(source, req).any(|t| t.is_ok_and(|t| t == token));
+    let mut headers: Vec<&str> = Vec::new();
+    let mut params: Vec<&str> = Vec::new();
+    let mut cookies: Vec<&str> = Vec::new();
+    for source in policy.providers.iter().flat_map(|p| p.sources.iter()) {
+        if !holds(source) {
+            continue;
         }
-        TokenSource::Cookie(cookie) => {
-            let kept: Vec<&str> = req
-                .headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-                .flat_map(|(_, v)| v.split(';'))
-                .map(str::trim)
-                .filter(|kv| !kv.is_empty())
-                .filter(|kv| kv.split_once('=').map(|(k, _)| k) != Some(cookie.as_str()))
-                .collect();
-            if kept.is_empty() {
-                ops.push(HeaderOp::Remove("cookie".into()));
-            } else {
-                ops.push(HeaderOp::Set("cookie".into(), kept.join("; ")));
-            }
+        match source {
+            TokenSource::Header { name, .. } => headers.push(name),
+            TokenSource::Param(p) => params.push(p),
+            TokenSource::Cookie(c) => cookies.push(c),
+        }
+    }
+    headers.sort_unstable();
+    headers.dedup();
+    for h in headers {
+        ops.push(HeaderOp::Remove(h.to_string()));
+    }
+    if !params.is_empty()
+        && let Some((base, q)) = req.path.split_once('?')
+    {
+        let (q, frag) = match q.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (q, None),
+        };
+        let kept: Vec<&str> = q
+            .split('&')
+            .filter(|kv| {
+                !kv.split_once('=')
+                    .is_some_and(|(k, v)| params.contains(&k) && v == token)
+            })
+            .collect();
+        let mut path = base.to_string();
+        if !kept.is_empty() {
+            path.push('?');
+            path.push_str(&kept.join("&"));
+        }
+        if let Some(f) = frag {
+            path.push('#');
+            path.push_str(f);
+        }
+        ops.push(HeaderOp::Set(":path".into(), path));
+    }
+    if !cookies.is_empty() {
+        let kept: Vec<&str> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .map(str::trim)
+            .filter(|kv| !kv.is_empty())
+            .filter(|kv| {
+                !kv.split_once('=')
+                    .is_some_and(|(k, v)| cookies.contains(&k) && v.trim_matches('"') == token)
+            })
+            .collect();
+        if kept.is_empty() {
+            ops.push(HeaderOp::Remove("cookie".into()));
+        } else {
+            ops.push(HeaderOp::Set("cookie".into(), kept.join("; ")));
         }
     }
 }

@@ -123,7 +123,7 @@ impl FetchState {
 }
 
 fn refresh_at(cfg: &RemoteJwks, fetched_at_ms: u64) -> u64 {
-    fetched_at_ms.saturating_add(cfg.cache_duration_ms / 1000 * REFRESH_AT_PER_MILLE)
+    fetched_at_ms.saturating_add(cfg.cache_duration_ms.saturating_mul(REFRESH_AT_PER_MILLE) / 1000)
 }
 
 /// The last good JWKS of one URI, as every VM sees it.
@@ -242,6 +242,13 @@ mod tests {
         assert!(!s.scheduled_due(&c, Some(0), 539_999));
         assert!(s.scheduled_due(&c, Some(0), 540_000));
         assert_eq!(s.next_check_in(&c, Some(0), 40_000), 500_000);
+        // Fractions of a second count: 90 % of 1.9 s is 1.71 s.
+        let c = RemoteJwks {
+            cache_duration_ms: 1_900,
+            ..cfg()
+        };
+        assert!(!s.scheduled_due(&c, Some(0), 1_709));
+        assert!(s.scheduled_due(&c, Some(0), 1_710));
     }
 
     #[test]

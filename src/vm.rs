@@ -358,8 +358,8 @@ impl Vm {
             thumbprints: Rc::clone(&self.thumbprints),
         };
         let mut synced = false;
+        let (hits, misses) = (self.cache.hits, self.cache.misses);
         loop {
-            let (hits, misses) = (self.cache.hits, self.cache.misses);
             let decision = decision::decide(
                 &self.policy,
                 Verifier {
@@ -374,8 +374,6 @@ impl Vm {
                 &mut cert,
                 now,
             );
-            Metrics::bump(host, self.metrics.cache_hit, self.cache.hits - hits);
-            Metrics::bump(host, self.metrics.cache_miss, self.cache.misses - misses);
             if first
                 && let Decision::Deny {
                     error,
@@ -413,6 +411,13 @@ impl Vm {
                     }
                     _ => {}
                 }
+            }
+            // One request counts once: a hit, else a miss (a decision taken
+            // again after new keys arrived looked the cache up twice).
+            if self.cache.hits > hits {
+                Metrics::bump(host, self.metrics.cache_hit, 1);
+            } else if self.cache.misses > misses {
+                Metrics::bump(host, self.metrics.cache_miss, 1);
             }
             if cert.untrusted {
                 Metrics::bump(host, self.metrics.untrusted_header, 1);

@@ -822,3 +822,55 @@ fn token_cache_skips_only_the_signature() {
     }
     assert_eq!(cache.hits, 2);
 }
+
+#[test]
+fn forward_false_removes_the_token_from_every_location() {
+    let p = simple_policy(json!({
+        "from_headers": [
+            {"name": "authorization", "value_prefix": "Bearer "},
+            {"name": "x-api-token", "value_prefix": "Token "}
+        ],
+        "from_params": ["access_token"],
+        "from_cookies": ["at"]
+    }));
+    let t = token("good_ES256");
+    let h = vec![
+        (":path".to_string(), format!("/api?access_token={t}&keep=1")),
+        ("authorization".to_string(), format!("Bearer {t}")),
+        ("cookie".to_string(), format!("at={t}; theme=dark")),
+        ("x-api-token".to_string(), format!("Token {t}")),
+    ];
+    let a = allowed(run(&p, &h, Some(thumb("client_a"))));
+    assert_eq!(
+        a.ops,
+        vec![
+            HeaderOp::Remove("authorization".into()),
+            HeaderOp::Remove("x-api-token".into()),
+            HeaderOp::Set(":path".into(), "/api?keep=1".into()),
+            HeaderOp::Set("cookie".into(), "theme=dark".into()),
+        ]
+    );
+}
+
+#[test]
+fn folded_authorization_headers_are_two_tokens() {
+    // Envoy joins repeated headers with ",": two different tokens, one header.
+    let p = simple_policy(json!({}));
+    let h = vec![(
+        "authorization".to_string(),
+        format!(
+            "Bearer {},Bearer {}",
+            token("good_ES256"),
+            token("good_ES384")
+        ),
+    )];
+    assert_eq!(
+        denied(&run(&p, &h, Some(thumb("client_a")))),
+        Some(&AuthError::MultipleTokens)
+    );
+    let same = vec![(
+        "authorization".to_string(),
+        format!("Bearer {t}, Bearer {t}", t = token("good_ES256")),
+    )];
+    allowed(run(&p, &same, Some(thumb("client_a"))));
+}
