@@ -258,14 +258,6 @@ def test_xfcc_source_ignores_the_connection_certificate(direct, pki):
 
 
 @from_attacker_address
-@pytest.mark.xfail(strict=True, reason=(
-    "trust-boundary bypass with the shipped HTTP connection manager settings: "
-    "use_remote_address is unset (false), so Envoy derives source.address - the "
-    "address trusted_proxies is matched against - from the client's X-Forwarded-For. "
-    "A peer at 127.0.0.3 sending 'X-Forwarded-For: 127.0.0.1' has its forged XFCC "
-    "believed (200). The filter cannot see the TCP peer otherwise (source.address is "
-    "Envoy's only downstream-peer attribute): envoy.yaml/README must require "
-    "use_remote_address: true (and xff_num_trusted_hops: 0) with trusted_proxies"))
 def test_x_forwarded_for_cannot_fake_a_trusted_address_with_shipped_hcm(direct, pki):
     kw = _forged(pki)
     kw["headers"]["x-forwarded-for"] = TRUSTED

@@ -323,10 +323,6 @@ def test_garbage_and_5xx_keep_the_last_good_keys(pki, jwks, start_envoy, call):
         assert backoff - 0.05 <= gap <= backoff + SLACK, (i, gaps)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "filter bug: src/remote.rs refresh_at() computes cache_duration_ms / 1000 * 900, "
-    "truncating to whole seconds first: cache_duration 1.9s refreshes every 0.9 s (47 %), "
-    "not 1.71 s (90 %)"))
 def test_refresh_at_90_percent_of_a_fractional_cache_duration(jwks, start_envoy):
     envoy = start_envoy(jwks, cache_duration="1.9s")
     jwks.wait_for_count(2, timeout=5)
