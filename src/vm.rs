@@ -383,8 +383,8 @@ impl Vm {
             {
                 let p = *p;
                 match error {
-                    // §2 of the remote JWKS design: before the first keys
-                    // arrive, wait for them, up to the fetch timeout.
+                    // Before the first keys arrive (from another VM, or
+                    // our own fetch), wait for them, up to the fetch timeout.
                     AuthError::KeysUnavailable => {
                         if !synced {
                             synced = true;
