@@ -54,7 +54,7 @@ test: lint
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory e2e
 
-e2e: venv interop-deps
+e2e: venv istio-schema interop-deps
 	cd $(CURDIR) && $(VENV)/bin/python -m pytest $(CURDIR)/tests/e2e -q $(PYTEST_ARGS)
 
 demo: build venv
@@ -128,3 +128,35 @@ fuzz-smoke:
 
 fuzz:
 	bash $(CURDIR)/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# ---------------------------------------------------------------------------
+# Release artifacts and Istio (istio/, dist/; istio/README.md). No Docker engine.
+#   make dist           dist/certbound.wasm + certbound.wasm.sha256, the OCI image
+#                       (dist/oci/, dist/certbound-oci.tar, dist/certbound-oci.sha256)
+#                       and the Istio manifests for it (dist/istio/):
+#                         make dist IMAGE=registry.example.com/certbound:0.1.0
+#   make oci            only the OCI image (Istio's "compat" variant), tagged with
+#                       the Cargo.toml version
+#   make istio-schema   Istio's CRD schemas (npm, target/istio-schema) that `make e2e`
+#                       validates istio/*.yaml against
+IMAGE              ?=
+DIST               := $(CURDIR)/dist
+ISTIO_SCHEMA       := $(CURDIR)/target/istio-schema
+ISTIO_SCHEMA_STAMP := $(ISTIO_SCHEMA)/.installed
+
+.PHONY: dist oci istio-schema
+
+dist: build
+	$(PYTHON) $(CURDIR)/istio/dist.py --wasm $(WASM) --out $(DIST)$(if $(IMAGE), --image $(IMAGE))
+
+oci: build
+	$(PYTHON) $(CURDIR)/istio/oci.py --wasm $(WASM) --out $(DIST)/oci --archive $(DIST)/certbound-oci.tar
+
+# Re-installs only when istio/schema/package*.json change.
+$(ISTIO_SCHEMA_STAMP): $(CURDIR)/istio/schema/package.json $(CURDIR)/istio/schema/package-lock.json
+	rm -rf $(ISTIO_SCHEMA) && mkdir -p $(ISTIO_SCHEMA)
+	cp $^ $(ISTIO_SCHEMA)/
+	cd $(ISTIO_SCHEMA) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+istio-schema: $(ISTIO_SCHEMA_STAMP)
