@@ -1,5 +1,6 @@
-"""envoy/docker-compose.yaml (no Docker engine here): it parses, every host path
-it mounts exists or is produced by `make build` / `demo.py gen`, and Envoy in
+"""envoy/docker-compose.yaml (no Docker engine here): it follows the Compose
+specification (the compose-spec package's strict parser), every host path it
+mounts exists or is produced by `make build` / `demo.py gen`, and Envoy in
 the container reads the very same envoy.yaml and files the tests use."""
 
 from __future__ import annotations
@@ -58,6 +59,20 @@ def _to_host(mounts, container_path: PurePosixPath) -> Path | None:
 def _argv(service: dict) -> list[str]:
     cmd = service["command"]
     return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
+def test_compose_specification():
+    """Unknown keys, wrong types and malformed ports are errors, as in `docker compose config`."""
+    from compose_spec import PyCompose
+
+    text = harness.COMPOSE_FILE.read_text()
+    parsed = PyCompose.from_yaml(text)
+    assert sorted(parsed.service_names()) == ["backend", "envoy"]
+    # the checker is live: a typo'd key and a bad port are refused
+    for broken in (text.replace("working_dir:", "workdir:", 1), text.replace('"8443:8443"', '"84x43:8443"')):
+        assert broken != text
+        with pytest.raises(ValueError):
+            PyCompose.from_yaml(broken)
 
 
 def test_services_and_images(compose):
