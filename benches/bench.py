@@ -689,6 +689,8 @@ def targets_section(cells: dict[tuple[str, str], Cell | None], plan: Plan, algs:
         if "c" in plan.na:
             lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | – | "
                          f"not measurable: {plan.na['c']} |")
+        elif "c" not in plan.variants or "w" not in plan.variants:
+            lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | – | not run (--only) |")
         elif c is None or w is None:
             lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | – | invalid runs |")
         else:
@@ -698,7 +700,9 @@ def targets_section(cells: dict[tuple[str, str], Cell | None], plan: Plan, algs:
                          f"{rr:.2f}×, p99 {pr:.2f}× | {'met' if ok else '**not met**'} |")
     d, b2 = get("d", "ES256"), get("b2", "ES256")
     if "ES256" in algs:
-        if d is None or b2 is None:
+        if "d" not in plan.variants or "b2" not in plan.variants:
+            lines.append("| (d) req/s ≥ 0.5 × (b′) | ES256 | – | not run (--only) |")
+        elif d is None or b2 is None:
             lines.append("| (d) req/s ≥ 0.5 × (b′) | ES256 | – | invalid runs |")
         else:
             rr = d.rps / b2.rps

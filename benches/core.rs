@@ -21,6 +21,7 @@
     missing_docs
 )]
 
+use std::hash::{BuildHasher, RandomState};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use certbound::binding::{Thumbprint, ThumbprintCache, percent_decode, thumbprint
 use certbound::cache::TokenCache;
 use certbound::config::{self, Policy};
 use certbound::decision::{self, Decision, Request, Verifier};
-use certbound::introspect::IntrospectionCache;
+use certbound::introspect::{self, IntrospectionCache};
 use certbound::jwks::{Alg, KeyRing};
 use certbound::jwt;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -187,6 +188,13 @@ fn bench_cache(c: &mut Criterion) {
     g.bench_function("key_by_kid/es256", |b| {
         b.iter(|| set.select(black_box(Some("es256")), Alg::ES256).unwrap())
     });
+    // Run on every request to route opaque tokens to introspection, also
+    // when no provider has introspection: base64 + JSON of the JWS header.
+    let token = v["tokens"]["good_ES256"].as_str().unwrap();
+    assert!(introspect::looks_like_jwt(token));
+    g.bench_function("looks_like_jwt/es256", |b| {
+        b.iter(|| introspect::looks_like_jwt(black_box(token)))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("cache");
@@ -206,6 +214,12 @@ fn bench_cache(c: &mut Criterion) {
         assert!(cache.get(&digest, |p| keys.generation(p), now).is_some());
         g.bench_function(BenchmarkId::new("digest", alg.name()), |b| {
             b.iter(|| TokenCache::digest(black_box(token)))
+        });
+        // The alternative key: std's SipHash-1-3 over the token (a HashMap
+        // keyed by the token itself, compared in full on a hit).
+        g.bench_function(BenchmarkId::new("proto/siphash_key", alg.name()), |b| {
+            let state = RandomState::new();
+            b.iter(|| state.hash_one(black_box(token)))
         });
         g.bench_function(BenchmarkId::new("get_hit", alg.name()), |b| {
             b.iter(|| {
