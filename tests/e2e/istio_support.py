@@ -24,7 +24,7 @@ import harness
 ISTIO = harness.REPO / "istio"
 sys.path.insert(0, str(ISTIO))
 import dist  # noqa: E402
-import oci  # noqa: E402
+import oci  # noqa: E402,F401  (re-exported for the tests)
 import xds  # noqa: E402
 
 IMAGE = "registry.example.com/certbound:0.1.0"

@@ -19,7 +19,7 @@ import yaml
 
 import harness
 import istio_support as ist
-from harness import Backend, Envoy, Pki
+from harness import Envoy, Pki
 
 MANIFESTS = ("gateway.yaml", "idp.yaml", "wasmplugin-ingress.yaml", "wasmplugin-sidecar.yaml")
 HOST = {"host": "api.example.com"}
