@@ -36,8 +36,10 @@ LOGS="$ROOT/fuzz/logs"
 # in a fraction of the time. Installed once, into the project's target/.
 if [ ! -x "$CARGO_FUZZ" ]; then
     echo "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS" >&2
+    install_start=$(date +%s)
     cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --debug \
         --root "$TOOLS" --quiet
+    echo "fuzz: installed in $(( $(date +%s) - install_start )) s" >&2
 fi
 
 # -s none needs no unstable rustc flag: cargo-fuzz then passes only -C

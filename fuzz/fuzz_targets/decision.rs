@@ -15,8 +15,10 @@
 //! * An `Allow` on a route that needs a token (no rules, a rule whose
 //!   requirement cannot be met without one, or one with required scopes)
 //!   names the provider whose token was accepted.
-//! * Whenever an `Allow` names a provider, the request carries, as a whole
-//!   token, a vector token that an independent model (`why_not_acceptable`:
+//! * Whenever an `Allow` names a provider, the request carries, whole and
+//!   at a place that provider reads tokens from (its headers with their
+//!   prefixes, query parameters, cookies), a vector token that an
+//!   independent model (`why_not_acceptable`:
 //!   genuine signature, key by kid, typ, iss, aud, exp/nbf/iat with skew,
 //!   lifetime, RFC 8705 binding to the presented certificate, scopes)
 //!   accepts for that provider at that time, with the key set in force.
@@ -34,7 +36,7 @@ use certbound::config::{Policy, RuleMatch};
 use certbound::decision::{Decision, HeaderOp, Request, Verifier, decide};
 use certbound::introspect::IntrospectionCache;
 use certbound::jwks::KeyRing;
-use certbound_fuzz::{Fixtures, fixtures, needs_token, occurs_as_token, why_not_acceptable};
+use certbound_fuzz::{Fixtures, fixtures, needs_token, values_read_by, why_not_acceptable};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -373,13 +375,12 @@ fn check(
     };
     let provider = &policy.providers[pi];
     let jwks: &Value = &f.key_sets[in_force[pi]].json;
+    // The vector tokens sitting, whole, where this provider reads tokens.
+    let read = values_read_by(provider, path, headers);
     let carried: Vec<_> = f
         .tokens
         .iter()
-        .filter(|t| {
-            occurs_as_token(path, &t.token)
-                || headers.iter().any(|(_, v)| occurs_as_token(v, &t.token))
-        })
+        .filter(|t| read.contains(&t.token.as_str()))
         .collect();
     let ok = carried
         .iter()

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use certbound::binding::{Thumbprint, thumbprint_of_pem};
 use certbound::cache::TokenCache;
-use certbound::config::{self, BindingMode, Policy, Provider, Requirement};
+use certbound::config::{self, BindingMode, Policy, Provider, Requirement, TokenSource};
 use certbound::json::parse_object;
 use certbound::jwks::{KeyRing, KeySet};
 use certbound::jwt::{self, Rejection, VerifiedToken};
@@ -596,23 +596,54 @@ pub fn why_not_acceptable(
     None
 }
 
-/// Characters of RFC 6750's b64token, `1*( ALPHA / DIGIT / "-" / "." / "_"
-/// / "~" / "+" / "/" ) *"="`.
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-._~+/".contains(c)
-}
-
-/// Whether `needle` occurs in `hay` as a whole token: not preceded by a
-/// token character, not followed by one or by `=` padding.
-pub fn occurs_as_token(hay: &str, needle: &str) -> bool {
-    if needle.is_empty() {
-        return false;
+/// The values at the places provider `p` reads tokens from, in a request:
+/// a superset of what certbound extracts (header prefixes compare without
+/// case for every header, not only `Authorization`).
+pub fn values_read_by<'a>(
+    p: &'a Provider,
+    path: &'a str,
+    headers: &'a [(String, String)],
+) -> Vec<&'a str> {
+    let trim = |v: &'a str| v.trim_matches([' ', '\t']);
+    let mut out = Vec::new();
+    for s in &p.sources {
+        match s {
+            TokenSource::Header { name, prefix } => {
+                for (_, v) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                    let head = v.get(..prefix.len());
+                    if head.is_some_and(|h| h.eq_ignore_ascii_case(prefix)) {
+                        out.push(trim(v.get(prefix.len()..).unwrap_or("")));
+                    }
+                }
+            }
+            TokenSource::Param(param) => {
+                let query = path.split_once('?').map_or("", |(_, q)| q);
+                let query = query.split('#').next().unwrap_or("");
+                for kv in query.split('&') {
+                    if let Some((k, v)) = kv.split_once('=')
+                        && k == param
+                    {
+                        out.push(v);
+                    }
+                }
+            }
+            TokenSource::Cookie(cookie) => {
+                for (_, v) in headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+                {
+                    for kv in v.split(';') {
+                        if let Some((k, v)) = kv.trim().split_once('=')
+                            && k == cookie
+                        {
+                            out.push(v.trim_matches('"'));
+                        }
+                    }
+                }
+            }
+        }
     }
-    hay.match_indices(needle).any(|(i, _)| {
-        let before = hay.get(..i).and_then(|s| s.chars().next_back());
-        let after = hay.get(i + needle.len()..).and_then(|s| s.chars().next());
-        !before.is_some_and(is_token_char) && !after.is_some_and(|c| is_token_char(c) || c == '=')
-    })
+    out
 }
 
 /// Whether a route's requirement can only be met with a verified token.
