@@ -130,6 +130,19 @@ fuzz:
 	bash $(CURDIR)/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # ---------------------------------------------------------------------------
+# Soak (tests/soak/soak.py; its docstring has the pass criteria). `make test`
+# runs a 15 s version (tests/e2e/test_soak.py) and the JWKS faults under load.
+#   make soak                          600 s of mixed valid/invalid traffic
+#   make soak SOAK_SECONDS=60 SOAK_ARGS='--faults slow,refuse,5xx,garbage --report soak.json'
+SOAK_SECONDS ?= 600
+SOAK_ARGS    ?=
+
+.PHONY: soak
+
+soak: build venv
+	$(VENV)/bin/python $(CURDIR)/tests/soak/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+
+# ---------------------------------------------------------------------------
 # Release artifacts and Istio (istio/, dist/; istio/README.md). No Docker engine.
 #   make dist           dist/certbound.wasm + certbound.wasm.sha256, the OCI image
 #                       (dist/oci/, dist/certbound-oci.tar, dist/certbound-oci.sha256)
