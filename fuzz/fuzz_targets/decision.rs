@@ -22,6 +22,10 @@
 //!   genuine signature, key by kid, typ, iss, aud, exp/nbf/iat with skew,
 //!   lifetime, RFC 8705 binding to the presented certificate, scopes)
 //!   accepts for that provider at that time, with the key set in force.
+//! * No wrong deny where the answer is fully determined: a route needing
+//!   exactly provider `idp` (or no rules), no query, a single
+//!   `Authorization` header carrying a vector token the model accepts for
+//!   `idp`: the decision is `Allow` by `idp`.
 //! * Every `Allow` first removes every header certbound writes upstream
 //!   (anti-spoofing), and only sets output headers, `:path` or `cookie`; a
 //!   forwarded thumbprint is the presented certificate's.
@@ -32,7 +36,7 @@ use std::sync::Arc;
 
 use certbound::binding::Thumbprint;
 use certbound::cache::TokenCache;
-use certbound::config::{Policy, RuleMatch};
+use certbound::config::{Policy, Requirement, RuleMatch};
 use certbound::decision::{Decision, HeaderOp, Request, Verifier, decide};
 use certbound::introspect::IntrospectionCache;
 use certbound::jwks::KeyRing;
@@ -321,6 +325,53 @@ fn build_header(f: &Fixtures, h: &HeaderIn) -> (String, String) {
     }
 }
 
+/// The one case where the decision is fully determined, so that a deny is
+/// wrong too: a route that needs exactly provider `idp` (or no rules), no
+/// query, one `Authorization` header, and in it a vector token the model
+/// accepts for `idp` with its keys in force, at `now`, with `cert`.
+#[allow(clippy::too_many_arguments)]
+fn must_allow(
+    f: &Fixtures,
+    policy: &Policy,
+    in_force: &[usize],
+    path: &str,
+    headers: &[(String, String)],
+    cert: Option<Thumbprint>,
+    now: i64,
+) -> Option<usize> {
+    if path.contains(['?', '#']) {
+        return None;
+    }
+    let others: Vec<&(String, String)> = headers.iter().filter(|(n, _)| n != ":path").collect();
+    let [(name, _)] = others.as_slice() else {
+        return None;
+    };
+    if !name.eq_ignore_ascii_case("authorization") {
+        return None;
+    }
+    let idp = policy.providers.iter().position(|p| p.name == "idp")?;
+    let only_idp = match policy.rule_for(path) {
+        RuleMatch::Default => true,
+        RuleMatch::Rule(r) => {
+            r.requires == Some(Requirement::Provider(idp)) && r.required_scopes.is_empty()
+        }
+        RuleMatch::NoMatch => false,
+    };
+    if !only_idp {
+        return None;
+    }
+    let p = &policy.providers[idp];
+    let read = values_read_by(p, path, headers);
+    let [value] = read.as_slice() else {
+        return None;
+    };
+    let t = f.tokens.iter().find(|t| t.token == *value)?;
+    let jwks = &f.key_sets[in_force[idp]].json;
+    why_not_acceptable(t, p, jwks, now, cert, &[])
+        .is_none()
+        .then_some(idp)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check(
     f: &Fixtures,
@@ -332,6 +383,18 @@ fn check(
     now: i64,
     d: &Decision,
 ) {
+    if let Some(idp) = must_allow(f, policy, in_force, path, headers, cert, now) {
+        if trace() {
+            eprintln!("TRACE must_allow");
+        }
+        assert!(
+            matches!(d, Decision::Allow(a) if a.provider == Some(idp)),
+            "WRONG DENY: {d:?} for a token the model accepts, on {path:?} at now{:+}, \
+             cert {cert:?}, keys {}, headers {headers:?}",
+            now - f.now,
+            f.key_sets[in_force[idp]].name,
+        );
+    }
     let Decision::Allow(a) = d else {
         return;
     };
