@@ -762,6 +762,8 @@ def git_state() -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return "unknown (not a git checkout)"
     dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock")
     return f"`{head}`" + (" with uncommitted changes in src/ or Cargo.*" if dirty else " (src/ clean)")
 
