@@ -10,8 +10,10 @@ The long run is by hand, with the same code:
     make soak                      # 600 s; SOAK_SECONDS=... SOAK_ARGS='...'
 
 ``jwt_cache_size`` is 64 while almost every valid token is new, so the
-verified-token cache is full from the first second and must evict; the
-memory check then shows it stays bounded.
+verified-token cache is full from the first second and must evict; each
+client thread moves to the next of 300 client certificates every 10
+requests, so the per-VM certificate-thumbprint cache (256 entries) fills
+and starts over too. The memory check then shows both stay bounded.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ SECONDS = float(os.environ.get("CERTBOUND_SOAK_SECONDS", "15"))
 
 
 def test_short_soak(pki: harness.Pki, envoy_workdir: Path) -> None:
-    opts = soak.Options(seconds=SECONDS, concurrency=8, jwt_cache_size=64, warmup=3.0)
+    opts = soak.Options(seconds=SECONDS, concurrency=8, jwt_cache_size=64, client_certs=300,
+                        reconnect_every=10, warmup=3.0)
     result = soak.run(opts, pki, envoy_workdir, name="soak")
     print("\n" + result.summary())
     assert result.passed, result.summary()
@@ -40,4 +43,6 @@ def test_short_soak(pki: harness.Pki, envoy_workdir: Path) -> None:
     assert delta[soak.STAT + "allowed"] + delta[soak.STAT + "denied"] == result.requests
     # The cache had to evict: far more distinct tokens than entries.
     assert delta[soak.STAT + "cache_miss"] > 10 * opts.jwt_cache_size, delta
+    # ... and so did the certificate cache: more connections (certificates) than it holds.
+    assert delta["http.certbound_https.downstream_cx_total"] > 256, delta
     assert result.memory["samples"] >= 6

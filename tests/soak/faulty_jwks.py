@@ -73,6 +73,10 @@ class _Server(http.server.ThreadingHTTPServer):
             self.open_connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # resets are the point here
+            super().handle_error(request, client_address)
+
     def drop_connections(self) -> None:
         """Close every accepted connection (kept-alive ones included)."""
         with self.conn_lock:

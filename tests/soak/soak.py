@@ -22,18 +22,22 @@ It passes when
   largest of the first third by at most ``--rss-margin-mb`` MiB or
   ``--rss-margin-pct`` %, whichever is larger. Most valid tokens are
   distinct (minted per request) and ``--jwt-cache-size`` is small, so the
-  verified-token cache runs full and must evict;
+  verified-token cache runs full and must evict; the connections rotate
+  through ``--client-certs`` certificates (a new mTLS connection every
+  ``--reconnect-every`` requests), more than the filter's per-VM
+  certificate-thumbprint cache holds (256);
 * with ``--faults``: the provider uses ``remote_jwks`` (``cache_duration``
   1 s, so refreshes happen all the time) from a local server
   (faulty_jwks.py) that cycles through the listed failure modes
-  (``--phase-seconds`` each, then as long healthy again). Valid tokens must
-  keep passing on the last good keys throughout, every fault must have met
-  at least one refresh that failed (``jwks_fetch_failed``), and the keys must
-  be refreshed successfully again after each one.
+  (``--phase-seconds`` each, ``--ok-seconds`` healthy in between). Valid
+  tokens must keep passing on the last good keys throughout, every fault
+  must have made a refresh fail (``jwks_fetch_failed``; for ``refuse`` and
+  ``slow`` also the cluster's connect failures / timeouts), and the keys
+  must be refreshed successfully again before the next fault.
 
 Request kinds (``--mix name=weight,...``): valid_fresh (a new token per
 request, bound to the connection's certificate: 200), valid_hot (one of a
-few reused tokens: cache hits, 200), replay (bound to the other client: 401
+few reused tokens: cache hits, 200), replay (bound to another client: 401
 binding mismatch), unbound (no cnf: 401), expired, bad_signature, alg_none,
 garbage (401 invalid_token), no_token (401, bare challenge), no_cert (a
 valid bound token on a connection without a client certificate: 401).
@@ -136,14 +140,14 @@ def b64u(data: bytes) -> str:
 
 
 class Minter:
-    """Tokens for one client certificate (thumbprint computed once)."""
+    """Tokens bound to one client certificate; replays are bound to another."""
 
-    def __init__(self, key: Any, cert: Path, other_cert: Path, lifetime: int) -> None:
+    def __init__(self, key: Any, thumbprint: str, other_thumbprint: str, lifetime: int) -> None:
         self.key = key
-        self.cnf = {"x5t#S256": demo.thumbprint(cert)}
-        self.other_cnf = {"x5t#S256": demo.thumbprint(other_cert)}
+        self.cnf = {"x5t#S256": thumbprint}
+        self.other_cnf = {"x5t#S256": other_thumbprint}
         self.lifetime = lifetime
-        self.hot = [self.valid() for _ in range(8)]
+        self.hot = [self.valid() for _ in range(4)]
 
     def valid(self, **kw: Any) -> str:
         kw.setdefault("cnf", self.cnf)
@@ -187,6 +191,8 @@ class Options:
     concurrency: int = 8
     mix: str = DEFAULT_MIX
     jwt_cache_size: int = 64
+    client_certs: int = 300
+    reconnect_every: int = 20
     envoy_concurrency: int = 1
     warmup: float = 3.0
     sample_interval: float = 0.5
@@ -195,6 +201,7 @@ class Options:
     timeout: float = 5.0
     faults: list[str] = field(default_factory=list)
     phase_seconds: float = 2.0
+    ok_seconds: float = 3.0
     cache_duration: str = "1s"
     jwks_timeout: str = "0.5s"
     wasm_log_level: str = "info"
@@ -240,7 +247,8 @@ class Result:
                          f"{f['upstream_cx_connect_fail']} refused, {f['upstream_rq_timeout']} timed out, "
                          f"fetch failed +{f['fetch_failed']}, then keys refreshed "
                          f"+{f['recovered_fetch_ok']}; valid requests during it: {f['valid_ok']} "
-                         f"accepted, {f['valid_bad']} not")
+                         f"accepted, {f['valid_bad']} not"
+                         + ("" if f["complete"] else " (cut short by the end of the run)"))
         if self.errors:
             lines.append(f"  errors: {self.errors}")
         lines += [f"  FAILURE: {f}" for f in self.failures]
@@ -384,20 +392,64 @@ def _connection(port: int, pki: harness.Pki, client: harness.Client | None,
                                        context=harness.tls_context(pki.ca, client))
 
 
-def _worker(idx: int, envoy: SoakEnvoy, pki: harness.Pki, minters: list[Minter],
+class Clients:
+    """The client certificates the workers rotate through: client-a,
+    client-b and ``n - 2`` more from the same CA (written to ``workdir``),
+    each with its own Minter, made on first use."""
+
+    def __init__(self, pki: harness.Pki, workdir: Path, n: int, lifetime: int) -> None:
+        self.pki, self.lifetime = pki, lifetime
+        self.clients = [pki.client_a, pki.client_b]
+        if n > 2:
+            out = workdir / "soak-clients"
+            out.mkdir(exist_ok=True)
+            ca_key, ca = demo.load_key(pki.certs / "ca-key.pem"), demo.load_cert(pki.ca)
+            for i in range(n - 2):
+                key, cert = demo.issue_cert(ca_key, ca, f"soak-client-{i}")
+                c = harness.Client(f"soak-client-{i}", out / f"c{i}.pem", out / f"c{i}-key.pem")
+                c.cert.write_bytes(demo.cert_pem(cert))
+                c.key.write_bytes(demo.key_pem(key))
+                self.clients.append(c)
+        self.thumbprints = [demo.thumbprint(c.cert) for c in self.clients]
+        self._minters: dict[int, Minter] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.clients)
+
+    def minter(self, i: int) -> Minter:
+        with self._lock:
+            m = self._minters.get(i)
+        if m is None:
+            m = Minter(self.pki.idp_key, self.thumbprints[i],
+                       self.thumbprints[(i + 1) % len(self)], self.lifetime)
+            with self._lock:
+                m = self._minters.setdefault(i, m)
+        return m
+
+
+def _worker(idx: int, envoy: SoakEnvoy, pki: harness.Pki, clients: Clients,
             mix: dict[str, float], opts: Options, stop: threading.Event, tally: Tally) -> None:
     rng = random.Random(opts.seed * 1000 + idx)
-    client = pki.client_a if idx % 2 == 0 else pki.client_b
-    minter = minters[idx % 2]
+    ci = idx % len(clients)  # this worker's current client certificate
     conns: dict[bool, http.client.HTTPSConnection] = {
-        True: _connection(envoy.port, pki, client, opts.timeout),
+        True: _connection(envoy.port, pki, clients.clients[ci], opts.timeout),
         False: _connection(envoy.port, pki, None, opts.timeout),
     }
+    on_conn = 0
     names, weights = list(mix), list(mix.values())
     seq = 0
     while not stop.is_set():
         kind = KINDS[rng.choices(names, weights)[0]]
-        token = minter.make(kind.name, rng)
+        if kind.with_cert:
+            if opts.reconnect_every and on_conn >= opts.reconnect_every:
+                # Next certificate: a new TLS connection with another client.
+                conns[True].close()
+                ci = (ci + opts.concurrency) % len(clients)
+                conns[True] = _connection(envoy.port, pki, clients.clients[ci], opts.timeout)
+                on_conn = 0
+            on_conn += 1
+        token = clients.minter(ci).make(kind.name, rng)
         seq += 1
         path = f"/soak/{idx}/{seq}"
         headers = {"host": "localhost"}
@@ -465,10 +517,8 @@ def run(opts: Options, pki: harness.Pki, workdir: Path, name: str = "soak",
         envoy.start()
         log(f"envoy up on :{envoy.port} (log {envoy.log_path}), "
             f"{'remote_jwks ' + jwks.uri if jwks else 'local_jwks'}")
-        lifetime = int(opts.seconds) + 600
-        minters = [Minter(pki.idp_key, pki.client_a.cert, pki.client_b.cert, lifetime),
-                   Minter(pki.idp_key, pki.client_b.cert, pki.client_a.cert, lifetime)]
-        _wait_until_accepted(envoy, pki, minters[0], opts.timeout)
+        clients = Clients(pki, workdir, opts.client_certs, lifetime=int(opts.seconds) + 600)
+        _wait_until_accepted(envoy, pki, clients.minter(0), opts.timeout)
         before = envoy.stats()
         rss_start = envoy.rss()
         cpu_start = envoy.cpu_seconds()
@@ -476,7 +526,7 @@ def run(opts: Options, pki: harness.Pki, workdir: Path, name: str = "soak",
         stop = threading.Event()
         tallies = [Tally() for _ in range(opts.concurrency)]
         threads = [threading.Thread(target=_worker, name=f"soak-{i}", daemon=True,
-                                    args=(i, envoy, pki, minters, mix, opts, stop, tallies[i]))
+                                    args=(i, envoy, pki, clients, mix, opts, stop, tallies[i]))
                    for i in range(opts.concurrency)]
         samples: list[tuple[float, int, int]] = []
         phases: list[dict[str, Any]] = []
@@ -504,7 +554,7 @@ def run(opts: Options, pki: harness.Pki, workdir: Path, name: str = "soak",
         elapsed = time.monotonic() - t_start
         sampler.join(timeout=5)
         if faulter is not None:
-            faulter.join(timeout=opts.phase_seconds * 4 + 10)
+            faulter.join(timeout=opts.phase_seconds + opts.ok_seconds + 10)
         time.sleep(0.2)  # let Envoy finish counting the last responses
         after = envoy.stats()
         envoy_cpu = envoy.cpu_seconds() - cpu_start
@@ -635,8 +685,11 @@ def _judge_memory(samples: list[tuple[float, int, int]], opts: Options, rss_star
 def _cycle_faults(envoy: SoakEnvoy, jwks: FaultyJwks, opts: Options, t_start: float,
                   stop: threading.Event, phases: list[dict[str, Any]],
                   log: Callable[[str], None]) -> None:
-    """ok (a phase) -> fault -> ok -> next fault ... until the run ends."""
-    if stop.wait(opts.phase_seconds):
+    """ok -> fault -> ok -> next fault ... until the run ends. A fault's
+    failed fetches and its recovery are counted until the next fault: a
+    fetch in flight when the fault ends may still fail, and the retry
+    backoff (0.5 s, 1 s, 2 s ...) decides when the next success comes."""
+    if stop.wait(opts.ok_seconds):
         return
     i = 0
     while not stop.is_set():
@@ -655,14 +708,14 @@ def _cycle_faults(envoy: SoakEnvoy, jwks: FaultyJwks, opts: Options, t_start: fl
         phase["end"] = time.monotonic()
         log(f"  {time.monotonic() - t_start:5.1f} s: JWKS endpoint -> ok")
         if not stopped:
-            stopped = stop.wait(opts.phase_seconds)
+            stopped = stop.wait(opts.ok_seconds)
         s2 = envoy.stats()
-        phase["fetch_failed"] = s1.get(P + "jwks_fetch_failed", 0) - s0.get(P + "jwks_fetch_failed", 0)
-        # Envoy's view of the fetches during the fault (the cluster's stats).
+        phase["fetch_failed"] = s2.get(P + "jwks_fetch_failed", 0) - s0.get(P + "jwks_fetch_failed", 0)
+        # Envoy's view of the fetches (the cluster's stats).
         for stat in ("upstream_cx_connect_fail", "upstream_rq_timeout", "upstream_rq_5xx",
                      "upstream_cx_destroy_remote_with_active_rq", "upstream_rq_200"):
             name = f"cluster.{JWKS_CLUSTER}.{stat}"
-            phase[stat] = s1.get(name, 0) - s0.get(name, 0)
+            phase[stat] = s2.get(name, 0) - s0.get(name, 0)
         phase["recovered_fetch_ok"] = (s2.get(P + "jwks_fetch_success", 0)
                                        - s1.get(P + "jwks_fetch_success", 0))
         phase["complete"] = not stopped
@@ -715,6 +768,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="client threads, each with persistent connections (default 8)")
     p.add_argument("--mix", default=d.mix, help=f"kind=weight,... (default {d.mix})")
     p.add_argument("--jwt-cache-size", type=int, default=d.jwt_cache_size)
+    p.add_argument("--client-certs", type=int, default=d.client_certs,
+                   help="distinct client certificates the connections rotate through (>= 2)")
+    p.add_argument("--reconnect-every", type=int, default=d.reconnect_every,
+                   help="requests per mTLS connection before the next certificate (0: never)")
     p.add_argument("--envoy-concurrency", type=int, default=d.envoy_concurrency,
                    help="Envoy worker threads (default 1)")
     p.add_argument("--warmup", type=float, default=d.warmup,
@@ -727,7 +784,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", default="",
                    help="comma-separated JWKS failure modes to cycle (slow,refuse,5xx,garbage,"
                         "truncated,reset); switches the provider to remote_jwks")
-    p.add_argument("--phase-seconds", type=float, default=d.phase_seconds)
+    p.add_argument("--phase-seconds", type=float, default=d.phase_seconds,
+                   help="how long each fault lasts")
+    p.add_argument("--ok-seconds", type=float, default=d.ok_seconds,
+                   help="healthy time before the first and after each fault")
     p.add_argument("--cache-duration", default=d.cache_duration)
     p.add_argument("--wasm-log-level", default=d.wasm_log_level,
                    help="Envoy's wasm log level (debug logs a line per denial)")
@@ -736,11 +796,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
     opts = Options(seconds=args.seconds, concurrency=args.concurrency, mix=args.mix,
-                   jwt_cache_size=args.jwt_cache_size, envoy_concurrency=args.envoy_concurrency,
+                   jwt_cache_size=args.jwt_cache_size, client_certs=max(2, args.client_certs),
+                   reconnect_every=args.reconnect_every, envoy_concurrency=args.envoy_concurrency,
                    warmup=args.warmup, sample_interval=args.sample_interval,
                    rss_margin_mb=args.rss_margin_mb, rss_margin_pct=args.rss_margin_pct,
                    timeout=args.timeout, faults=[f for f in args.faults.split(",") if f],
-                   phase_seconds=args.phase_seconds, cache_duration=args.cache_duration,
+                   phase_seconds=args.phase_seconds, ok_seconds=args.ok_seconds,
+                   cache_duration=args.cache_duration,
                    wasm_log_level=args.wasm_log_level, seed=args.seed)
     parse_mix(opts.mix)
     for path in (harness.ENVOY_BIN, harness.WASM):
