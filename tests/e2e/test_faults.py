@@ -5,8 +5,8 @@ real Envoy 1.40.
    ``idp`` provider fetches its keys with ``remote_jwks`` (cache_duration
    1 s, so a refresh is due every 0.9 s; http_uri.timeout 0.5 s) from a
    local server (tests/soak/faulty_jwks.py) that turns slow, refuses
-   connections, answers 503 and serves garbage, 2 s each with 2 s healthy
-   in between, while eight client threads send the soak mix. Valid tokens
+   connections, answers 503 and serves garbage, 1.5 s each with 2.5 s
+   healthy in between, while eight client threads send the soak mix. Valid tokens
    must pass throughout on the last good keys, no request may hang, and
    every fault must have made a refresh fail.
 
@@ -58,7 +58,8 @@ import soak  # noqa: E402  (tests/soak/soak.py)
 import trap_module  # noqa: E402  (tests/soak/trap_module.py)
 
 FAULTS = ["slow", "refuse", "5xx", "garbage"]
-PHASE = 2.0
+PHASE = 1.5  # each fault
+OK = 2.5  # healthy before the first fault and after each (the retry backoff fits)
 STAT = "wasmcustom.certbound."
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 WASM_REFUSED = "Unable to create Wasm plugin certbound"
@@ -71,9 +72,10 @@ WASM_REFUSED = "Unable to create Wasm plugin certbound"
 
 def test_jwks_faults_under_load(pki: harness.Pki, envoy_workdir: Path) -> None:
     # ok, then each fault followed by ok, plus a little slack for the last phase
-    seconds = PHASE * (1 + 2 * len(FAULTS)) + 0.8
+    seconds = OK + (PHASE + OK) * len(FAULTS) + 0.8
     opts = soak.Options(seconds=seconds, concurrency=8, faults=FAULTS, phase_seconds=PHASE,
-                        cache_duration="1s", jwks_timeout="0.5s", warmup=3.0, timeout=5.0)
+                        ok_seconds=OK, cache_duration="1s", jwks_timeout="0.5s", warmup=3.0,
+                        timeout=5.0)
     result = soak.run(opts, pki, envoy_workdir, name="faults")
     print("\n" + result.summary())
     assert result.passed, result.summary()
@@ -192,7 +194,7 @@ def _token(pki: harness.Pki, key: Any, kid: str) -> str:
     return demo.mint(key, "ES256", kid=kid, cert=pki.client_a.cert)
 
 
-def _status(envoy: harness.Envoy, backend: harness.Backend, pki: harness.Pki, token: str | None,
+def _call(envoy: harness.Envoy, backend: harness.Backend, pki: harness.Pki, token: str | None,
             client: harness.Client | None = None) -> harness.Response:
     return harness.request(envoy, backend, pki.ca, token=token, client=client or pki.client_a)
 
@@ -256,8 +258,8 @@ class _Load:
 def test_config_update_with_new_keys_takes_effect(lds_envoy, backend, pki, keys):
     envoy = lds_envoy
     k1, k2 = keys["k1"], keys["k2"]
-    assert _status(envoy, backend, pki, _token(pki, k1, "k1")).status == 200
-    assert _status(envoy, backend, pki, _token(pki, k2, "k2")).status == 401
+    assert _call(envoy, backend, pki, _token(pki, k1, "k1")).status == 200
+    assert _call(envoy, backend, pki, _token(pki, k2, "k2")).status == 401
     updates = envoy.stats()["listener_manager.lds.update_success"]
 
     drain = 1.0
@@ -288,9 +290,9 @@ def test_config_update_with_new_keys_takes_effect(lds_envoy, backend, pki, keys)
                              f"still saw the old keys: {wrong_after[:10]}")
 
     # A fresh connection: the withdrawn key's token is refused by kid.
-    resp = _status(envoy, backend, pki, load.cached_k1)
+    resp = _call(envoy, backend, pki, load.cached_k1)
     assert resp.status == 401 and "unknown signing key" in (resp.www_authenticate or ""), resp
-    assert _status(envoy, backend, pki, _token(pki, k2, "k2")).status == 200
+    assert _call(envoy, backend, pki, _token(pki, k2, "k2")).status == 200
 
 
 # ---------------------------------------------------------------------------
@@ -312,7 +314,7 @@ def test_rejected_listener_update_keeps_the_running_config(lds_envoy, backend, p
     open, nor down)."""
     envoy = lds_envoy
     k2 = keys["k2"]
-    assert _status(envoy, backend, pki, _token(pki, k2, "k2")).status == 200
+    assert _call(envoy, backend, pki, _token(pki, k2, "k2")).status == 200
     rejected = envoy.stats()["listener_manager.lds.update_rejected"]
 
     if update == "refused-plugin-json":
@@ -334,10 +336,10 @@ def test_rejected_listener_update_keeps_the_running_config(lds_envoy, backend, p
     assert "panicked" not in log and "proxy_on_request_headers failed" not in log, log
 
     # The old configuration (k2 only, binding required) still holds.
-    assert _status(envoy, backend, pki, _token(pki, k2, "k2")).status == 200
-    assert _status(envoy, backend, pki, _token(pki, keys["k1"], "k1")).status == 401
-    assert _status(envoy, backend, pki, None).status == 401
-    assert _status(envoy, backend, pki, _token(pki, k2, "k2"), client=pki.client_b).status == 401
+    assert _call(envoy, backend, pki, _token(pki, k2, "k2")).status == 200
+    assert _call(envoy, backend, pki, _token(pki, keys["k1"], "k1")).status == 401
+    assert _call(envoy, backend, pki, None).status == 401
+    assert _call(envoy, backend, pki, _token(pki, k2, "k2"), client=pki.client_b).status == 401
     stats = envoy.stats()
     assert stats["listener_manager.total_listeners_active"] == 1
 
@@ -404,7 +406,7 @@ def _run_trap(pki, backend, envoy_workdir, name: str, cfg: dict[str, Any],
             # a valid bound token, no token, a replayed token: all the same to a dead VM
             token, client = [(pki.token(pki.client_a), pki.client_a), (None, None),
                              (pki.token(pki.client_a), pki.client_b)][i % 3]
-            statuses.append(_status(envoy, backend, pki, token, client).status)
+            statuses.append(_call(envoy, backend, pki, token, client).status)
             time.sleep(pause)
     finally:
         envoy.stop()
@@ -437,11 +439,11 @@ def test_fail_reload_answers_503_then_reloads(pki, backend, envoy_workdir, trap_
     cfg = _shipped_with_wasm(backend, trap_wasm, fail_open=None, failure_policy="FAIL_RELOAD")
     envoy = harness.Envoy("trap-fail-reload", cfg, pki.root, envoy_workdir, pki.jwks_text).start()
     try:
-        statuses = [_status(envoy, backend, pki, pki.token(pki.client_a)).status for _ in range(3)]
+        statuses = [_call(envoy, backend, pki, pki.token(pki.client_a)).status for _ in range(3)]
         assert statuses == [200, 200, 503], statuses
         deadline = time.monotonic() + 10
         while True:
-            s = _status(envoy, backend, pki, pki.token(pki.client_a)).status
+            s = _call(envoy, backend, pki, pki.token(pki.client_a)).status
             if s == 200:
                 break
             assert s == 503, s
