@@ -9,6 +9,9 @@
 #   FUZZ_SANITIZER  none (default) or address (uses RUSTC_BOOTSTRAP=1 on stable)
 #   FUZZ_JOBS       libFuzzer -fork=N workers per target (default: 1 process)
 #   FUZZ_ARGS       extra libFuzzer flags, e.g. "-max_len=4096"
+#   FUZZ_TARGET_DIR cargo target directory for the instrumented build
+#                   (default fuzz/target); one outside the clone lets fresh
+#                   clones on the same machine reuse the dependency build
 #   CARGO_FUZZ      cargo-fuzz binary (default: target/tools/bin/cargo-fuzz,
 #                   installed there from crates.io if missing)
 #
@@ -47,6 +50,7 @@ fi
 # needs -Zsanitizer=address, which stable rustc takes only with
 # RUSTC_BOOTSTRAP=1 (its runtime ships with the stable x86_64 std).
 BUILD=(--sanitizer "$SANITIZER")
+if [ -n "${FUZZ_TARGET_DIR:-}" ]; then BUILD+=(--target-dir "$FUZZ_TARGET_DIR"); fi
 if [ "$SANITIZER" != none ]; then export RUSTC_BOOTSTRAP=1; fi
 
 python3 fuzz/gen_seeds.py >/dev/null
