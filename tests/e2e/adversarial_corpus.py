@@ -803,6 +803,19 @@ case("scope-case-differs", f"{S}; RFC 6749 §3.3 (case-sensitive)",
 case("scoped-token-replayed-by-other-client", "RFC 8705 §3 (binding checked before scope)",
      lambda k: Attempt(token=k.valid(scope=SCOPE), client="b"), MISMATCH, path=SCOPED_PATH)
 
+# -- the scoped rule reached by a path in another spelling: the shipped HCM
+#    normalises (normalize_path, merge_slashes) before the filter matches rules --
+for _id, _path, _src in [
+    ("dot-segment", "/api/.." + SCOPED_PATH, "RFC 3986 §5.2.4"),
+    ("single-dot-segment", "/." + SCOPED_PATH, "RFC 3986 §5.2.4"),
+    ("encoded-dot-segment", "/api/%2e%2e" + SCOPED_PATH, "RFC 3986 §2.3, §5.2.4"),
+    ("double-slash", "/" + SCOPED_PATH, "RFC 3986 §3.3; merge_slashes"),
+    ("percent-encoded-letter", "/%73" + SCOPED_PATH[2:], "RFC 3986 §6.2.2.2"),
+    ("path-parameter", SCOPED_PATH + ";x=1", "RFC 3986 §3.3"),
+]:
+    case(f"scope-rule-via-{_id}", f"{_src}; RFC 6750 §3.1", lambda k: k.valid(), "insufficient scope",
+         status=403, error="insufficient_scope", path=_path)
+
 
 # Rows whose token a lax verifier accepts: the defect is all that is wrong.
 # test_adversarial.py checks this with PyJWT, without Envoy, trying every key
