@@ -272,17 +272,23 @@ fn check_claim_types(c: &Map<String, Value>) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// RFC 7519 §2 NumericDate: seconds, possibly fractional; truncated here.
-/// Out-of-range values are refused rather than saturated.
+/// The largest NumericDate accepted: 2^32 − 1 s, early in the year 2106.
+pub const MAX_NUMERIC_DATE: i64 = u32::MAX as i64;
+
+/// RFC 7519 §2 NumericDate: seconds since the epoch, possibly fractional
+/// (truncated here). Values before the epoch or after
+/// [`MAX_NUMERIC_DATE`] are refused as malformed, never saturated or
+/// wrapped: no real access token is issued in 1969 or expires in 2106.
 fn numeric_date(v: &Value) -> Option<i64> {
-    match v {
+    let secs = match v {
         Value::Number(n) => n.as_i64().or_else(|| {
             n.as_f64()
                 .filter(|f| f.is_finite() && f.abs() < 1e15)
                 .map(|f| f.trunc() as i64)
-        }),
-        _ => None,
-    }
+        })?,
+        _ => return None,
+    };
+    (0..=MAX_NUMERIC_DATE).contains(&secs).then_some(secs)
 }
 
 struct Times {

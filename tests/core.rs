@@ -96,6 +96,19 @@ fn time_claims_use_the_bounded_skew() {
     assert_eq!(verify("iat_future"), Err(AuthError::NotYetValid));
     assert_eq!(verify("float_exp"), Ok(()));
     assert!(matches!(verify("string_exp"), Err(AuthError::Malformed(_))));
+    // Out of the NumericDate range this filter accepts: malformed, not a
+    // signature failure, and never wrapped into a small number.
+    for name in [
+        "negative_iat",
+        "negative_exp",
+        "exp_after_2106",
+        "exp_huge_float",
+    ] {
+        assert!(
+            matches!(verify(name), Err(AuthError::Malformed(_))),
+            "{name}"
+        );
+    }
 }
 
 #[test]
