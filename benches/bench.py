@@ -973,6 +973,8 @@ def main() -> int:
     prof_path = Path(args.profile_txt)
     if prof_path.exists():
         profile = prof_path.read_text().rstrip()
+    foreign = [r.foreign_cpu for r in runs] or [0.0]
+    share = [r.envoy_cpu for r in runs] or [0.0]
     interesting = {k: v for k, v in jwt_stats.items()
                    if re.search(r"jwt_cache_(hit|miss)|certbound\.(allowed|denied)$", k)}
     body = f"""## Results (generated)
@@ -983,6 +985,7 @@ Recorded {started:%Y-%m-%d %H:%M} – {finished:%H:%M} UTC by `{args.command}`.
 |---|---|
 | machine | {mach['cpu']}, {mach['cores']} cores, {mach['memory']}, {mach['kernel']} |
 | load average (1/5/15 min) | start {load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f}, end {load_end[0]:.2f} / {load_end[1]:.2f} / {load_end[2]:.2f} |
+| other processes on Envoy's core | median {statistics.median(foreign):.0%} of the core over the runs ({min(foreign):.0%}–{max(foreign):.0%}); Envoy got a median {statistics.median(share):.0%} of it |
 | Envoy | {envoy_version}, `--concurrency 1`, taskset core {envoy_core} |
 | load generator | {oha.version}, {args.connections} keep-alive HTTP/1.1 connections with the client certificate, taskset core {client_core} |
 | runs | {args.rounds} rounds × {len(algs)} algorithms × {len(plan.variants)} listeners, {args.duration:g} s each, interleaved; {args.warmup:g} s warm-up each, discarded; medians over valid runs |
@@ -992,8 +995,8 @@ Recorded {started:%Y-%m-%d %H:%M} – {finished:%H:%M} UTC by `{args.command}`.
 
 Each cell under "÷ (x)" is this variant's req/s, p50 and p99 divided by
 those of (x), for the same algorithm. Higher req/s ratios are better, lower
-latency ratios are better. "Envoy CPU" is the share of its core Envoy used
-(near 100%: Envoy, not the client, is the bottleneck; much less, with
+latency ratios are better. "Envoy core share" is the share of its core Envoy
+used (near 100%: Envoy, not the client, is the bottleneck; much less, with
 "other load" high in the per-run table: other processes took the core).
 "Envoy CPU µs/req" is Envoy's CPU time (all threads) divided by the answers:
 the cost of one request, and the figure least disturbed by other load.
@@ -1019,7 +1022,7 @@ Envoy counters at the end of the run (cache hits prove the cache was used):
 {runs_table(runs)}"""
     write_report(Path(args.out), body)
     log(f"wrote {args.out}; raw runs in {workdir / 'runs.json'}")
-    if max(load_start[0], load_end[0]) > 1.5:
+    if max(load_start[0], load_end[0]) > 1.5 or statistics.median(foreign) > 0.1:
         log(f"WARNING: load average was high ({load_start[0]:.2f} → {load_end[0]:.2f}); "
             "other work competed with the benchmark: consider rerunning on an idle machine")
     return 0
