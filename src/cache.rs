@@ -21,77 +21,41 @@ struct Entry {
     generation: u64,
 }
 
-/// A bounded map, evicting the oldest insertion first.
-#[derive(Debug, Default)]
-pub struct TokenCache {
+/// Values by token digest: at most `capacity` of them, the oldest
+/// insertion evicted first. Capacity 0 keeps nothing.
+#[derive(Debug)]
+pub struct DigestMap<V> {
     capacity: usize,
-    map: HashMap<TokenDigest, Entry>,
+    map: HashMap<TokenDigest, V>,
     order: VecDeque<TokenDigest>,
-    pub hits: u64,
-    pub misses: u64,
 }
 
-impl TokenCache {
-    pub fn new(capacity: usize) -> TokenCache {
-        TokenCache {
+impl<V> DigestMap<V> {
+    pub fn new(capacity: usize) -> DigestMap<V> {
+        DigestMap {
             capacity,
-            ..TokenCache::default()
+            map: HashMap::new(),
+            order: VecDeque::new(),
         }
     }
 
-    pub fn digest(token: &str) -> TokenDigest {
-        Sha256::digest(token.as_bytes()).into()
+    pub fn get(&self, digest: &TokenDigest) -> Option<&V> {
+        self.map.get(digest)
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// A verification made with key generation `generation` of its provider.
-    pub fn get(
-        &mut self,
-        digest: &TokenDigest,
-        generation_of: impl Fn(usize) -> u64,
-        now: i64,
-    ) -> Option<Arc<VerifiedToken>> {
-        if self.capacity == 0 {
-            return None;
-        }
-        let fresh = self.map.get(digest).map(|e| {
-            let expired = e
-                .token
-                .expires_at
-                .is_some_and(|exp| i128::from(now) >= i128::from(exp) + i128::from(MAX_CLOCK_SKEW));
-            !expired && e.generation == generation_of(e.token.provider)
-        });
-        match fresh {
-            Some(true) => {
-                self.hits += 1;
-                self.map.get(digest).map(|e| Arc::clone(&e.token))
-            }
-            Some(false) => {
-                self.map.remove(digest);
-                self.order.retain(|d| d != digest);
-                self.misses += 1;
-                None
-            }
-            None => {
-                self.misses += 1;
-                None
-            }
+    pub fn remove(&mut self, digest: &TokenDigest) {
+        if self.map.remove(digest).is_some() {
+            self.order.retain(|d| d != digest);
         }
     }
 
-    pub fn insert(&mut self, digest: TokenDigest, token: Arc<VerifiedToken>, generation: u64) {
+    /// Inserts or replaces; a new key may evict the oldest ones.
+    pub fn insert(&mut self, digest: TokenDigest, value: V) {
         if self.capacity == 0 {
             return;
         }
-        if let Some(e) = self.map.get_mut(&digest) {
-            *e = Entry { token, generation };
+        if let Some(v) = self.map.get_mut(&digest) {
+            *v = value;
             return;
         }
         while self.map.len() >= self.capacity {
@@ -103,12 +67,99 @@ impl TokenCache {
             }
         }
         self.order.push_back(digest);
-        self.map.insert(digest, Entry { token, generation });
+        self.map.insert(digest, value);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+    }
+}
+
+/// Verified tokens, by digest.
+#[derive(Debug)]
+pub struct TokenCache {
+    entries: DigestMap<Entry>,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::new(0)
+    }
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            entries: DigestMap::new(capacity),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    pub fn digest(token: &str) -> TokenDigest {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A verification made with key generation `generation` of its provider.
+    pub fn get(
+        &mut self,
+        digest: &TokenDigest,
+        generation_of: impl Fn(usize) -> u64,
+        now: i64,
+    ) -> Option<Arc<VerifiedToken>> {
+        if self.entries.capacity == 0 {
+            return None;
+        }
+        let fresh = self.entries.get(digest).map(|e| {
+            let expired = e
+                .token
+                .expires_at
+                .is_some_and(|exp| i128::from(now) >= i128::from(exp) + i128::from(MAX_CLOCK_SKEW));
+            (!expired && e.generation == generation_of(e.token.provider))
+                .then(|| Arc::clone(&e.token))
+        });
+        match fresh {
+            Some(Some(token)) => {
+                self.hits += 1;
+                Some(token)
+            }
+            Some(None) => {
+                self.entries.remove(digest);
+                self.misses += 1;
+                None
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    pub fn insert(&mut self, digest: TokenDigest, token: Arc<VerifiedToken>, generation: u64) {
+        self.entries.insert(digest, Entry { token, generation });
     }
 
     /// Forgets everything (a key set changed for every provider, say).
     pub fn clear(&mut self) {
-        self.map.clear();
-        self.order.clear();
+        self.entries.clear();
     }
 }

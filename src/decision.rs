@@ -300,10 +300,7 @@ fn check_token(
         None => jwt::verify(policy, verifier.keys, verifier.cache, found.token, now)?,
     };
     let index = token.provider;
-    let routed = |error| Rejection {
-        error,
-        provider: Some(index),
-    };
+    let routed = Rejection::routed(index);
     let provider = policy
         .providers
         .get(index)
@@ -351,10 +348,7 @@ fn introspected(
     token: &str,
     now: i64,
 ) -> Result<Arc<VerifiedToken>, Rejection> {
-    let routed = |error| Rejection {
-        error,
-        provider: Some(index),
-    };
+    let routed = Rejection::routed(index);
     let provider = policy
         .providers
         .get(index)

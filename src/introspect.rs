@@ -7,9 +7,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
-use std::collections::{HashMap, VecDeque};
 
-use crate::cache::TokenDigest;
+use crate::cache::{DigestMap, TokenDigest};
 use crate::config::Introspection;
 use crate::json::parse_object;
 
@@ -116,23 +115,21 @@ struct Entry {
 
 /// Introspection results by token digest, each kept no longer than the
 /// provider's `cache_duration` nor past the token's `exp`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IntrospectionCache {
-    capacity: usize,
-    map: HashMap<TokenDigest, Entry>,
-    order: VecDeque<TokenDigest>,
+    entries: DigestMap<Entry>,
 }
 
 impl IntrospectionCache {
+    /// At least one entry: the answer must outlive the call that fetched it.
     pub fn new(capacity: usize) -> IntrospectionCache {
         IntrospectionCache {
-            capacity: capacity.max(1),
-            ..IntrospectionCache::default()
+            entries: DigestMap::new(capacity.max(1)),
         }
     }
 
     pub fn get(&self, digest: &TokenDigest, provider: usize, now: i64) -> Option<&Introspected> {
-        self.map
+        self.entries
             .get(digest)
             .filter(|e| e.provider == provider && now <= e.valid_until)
             .map(|e| &e.result)
@@ -154,19 +151,7 @@ impl IntrospectionCache {
         }
         // Always usable for the decision that asked for it, this second.
         valid_until = valid_until.max(now);
-        if self.map.contains_key(&digest) {
-            self.order.retain(|d| d != &digest);
-        }
-        while self.map.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.order.push_back(digest);
-        self.map.insert(
+        self.entries.insert(
             digest,
             Entry {
                 provider,
@@ -177,11 +162,11 @@ impl IntrospectionCache {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.is_empty()
     }
 }
 

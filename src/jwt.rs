@@ -47,6 +47,16 @@ pub struct Rejection {
     pub provider: Option<usize>,
 }
 
+impl Rejection {
+    /// Tags errors with the provider the token was routed to.
+    pub fn routed(provider: usize) -> impl Fn(AuthError) -> Rejection + Copy {
+        move |error| Rejection {
+            error,
+            provider: Some(provider),
+        }
+    }
+}
+
 impl From<AuthError> for Rejection {
     fn from(error: AuthError) -> Rejection {
         Rejection {
@@ -120,10 +130,7 @@ fn verify_uncached(
         .get(provider_index)
         .ok_or(AuthError::WrongIssuer)?;
 
-    let routed = |error| Rejection {
-        error,
-        provider: Some(provider_index),
-    };
+    let routed = Rejection::routed(provider_index);
     let header = check_header(provider, &header_obj).map_err(routed)?;
     check_claim_types(&claims).map_err(routed)?;
 
