@@ -976,7 +976,7 @@ def main() -> int:
     foreign = [r.foreign_cpu for r in runs] or [0.0]
     share = [r.envoy_cpu for r in runs] or [0.0]
     interesting = {k: v for k, v in jwt_stats.items()
-                   if re.search(r"jwt_cache_(hit|miss)|certbound\.(allowed|denied)$", k)}
+                   if re.search(r"jwt_cache_(hit|miss)|certbound\.(allowed|denied|cache_hit|cache_miss)$", k)}
     body = f"""## Results (generated)
 
 Recorded {started:%Y-%m-%d %H:%M} – {finished:%H:%M} UTC by `{args.command}`.
