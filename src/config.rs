@@ -434,6 +434,9 @@ pub struct Policy {
     by_issuer: HashMap<String, usize>,
     /// Every header name any provider writes upstream, lowercase.
     pub output_headers: Vec<String>,
+    /// Whether any provider introspects tokens: if none does, no token is
+    /// inspected for its shape to route it there.
+    pub introspects: bool,
 }
 
 impl Policy {
@@ -572,12 +575,14 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
     }
     output_headers.sort();
     output_headers.dedup();
+    let introspects = providers.iter().any(|p| p.introspection.is_some());
     Ok(Policy {
         providers,
         rules,
         max_token_bytes,
         jwt_cache_size,
         client_certificate,
+        introspects,
         by_issuer,
         output_headers,
     })

@@ -319,6 +319,9 @@ fn check_token(
 /// JWS goes to the first provider with `introspection`; a JWS goes to
 /// introspection when the provider its `iss` names has `token_format: opaque`.
 fn introspection_route(policy: &Policy, token: &str) -> Option<usize> {
+    if !policy.introspects {
+        return None;
+    }
     let has = |p: &Provider| p.introspection.is_some();
     if !introspect::looks_like_jwt(token) {
         return policy.providers.iter().position(has);
