@@ -136,7 +136,12 @@ impl Cidr {
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 prefix_eq(&net.octets(), &ip.octets(), self.prefix)
             }
-            _ => false,
+            // A prefix written in IPv6 (`::ffff:10.0.0.0/104`, `::/0`) also
+            // covers the IPv4 addresses it maps.
+            (IpAddr::V6(net), IpAddr::V4(ip)) => {
+                prefix_eq(&net.octets(), &ip.to_ipv6_mapped().octets(), self.prefix)
+            }
+            (IpAddr::V4(_), IpAddr::V6(_)) => false,
         }
     }
 }
@@ -348,6 +353,21 @@ mod tests {
             Cidr::parse("0.0.0.0/0")
                 .unwrap()
                 .contains("8.8.8.8".parse().unwrap())
+        );
+        // IPv4-mapped IPv6 prefixes match the IPv4 addresses they map.
+        let c = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(c.contains("::ffff:10.0.0.7".parse().unwrap()));
+        assert!(c.contains("10.9.9.9".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(
+            Cidr::parse("::ffff:10.0.0.1")
+                .unwrap()
+                .contains("::ffff:10.0.0.1".parse().unwrap())
+        );
+        assert!(
+            !Cidr::parse("10.0.0.0/8")
+                .unwrap()
+                .contains("fd00::1".parse().unwrap())
         );
         let c = Cidr::parse("192.168.1.128/25").unwrap();
         assert!(c.contains("192.168.1.200".parse().unwrap()));

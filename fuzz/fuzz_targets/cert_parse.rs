@@ -137,12 +137,9 @@ fuzz_target!(|data: &[u8]| {
             really_trusted(ip),
             "trusts({text:?}) for {ip} is not prefix membership"
         );
-        if !matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()) {
-            // A bare address is its own /32 or /128. (IPv4-mapped IPv6 is
-            // left out: see README, "Findings".)
-            let own = Cidr::parse(&ip.to_string()).expect("an address is a CIDR");
-            assert!(own.contains(ip), "{ip} is not in its own prefix");
-        }
+        // A bare address is its own /32 or /128, IPv4-mapped IPv6 included.
+        let own = Cidr::parse(&ip.to_string()).expect("an address is a CIDR");
+        assert!(own.contains(ip), "{ip} is not in its own prefix");
     }
     assert!(!trusted_source().trusts(None, None));
 });
