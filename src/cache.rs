@@ -77,11 +77,6 @@ impl<V> DigestMap<V> {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
-
-    pub fn clear(&mut self) {
-        self.map.clear();
-        self.order.clear();
-    }
 }
 
 /// Verified tokens, by digest.
@@ -156,10 +151,5 @@ impl TokenCache {
 
     pub fn insert(&mut self, digest: TokenDigest, token: Arc<VerifiedToken>, generation: u64) {
         self.entries.insert(digest, Entry { token, generation });
-    }
-
-    /// Forgets everything (a key set changed for every provider, say).
-    pub fn clear(&mut self) {
-        self.entries.clear();
     }
 }

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::config;
+use crate::vm::log_skipped_keys;
 pub use crate::vm::{Host, MetricKind, Step, Vm};
 
 /// The root context: parses and validates the configuration.
@@ -69,15 +70,7 @@ impl<H: Host + 'static> RootContext for CertboundRoot<H> {
             Ok(policy) => {
                 for p in &policy.providers {
                     if let config::JwksSource::Local { skipped, .. } = &p.jwks {
-                        for s in skipped {
-                            host.log(
-                                log::Level::Warn,
-                                &format!(
-                                    "certbound: provider \"{}\": skipped JWKS key {} (kid {:?}): {}",
-                                    p.name, s.index, s.kid, s.reason
-                                ),
-                            );
-                        }
+                        log_skipped_keys(host, &p.name, skipped);
                     }
                 }
                 host.log(

@@ -16,7 +16,7 @@ use crate::decision::{self, ClientCertificate, Decision, HeaderOp, Request, Veri
 use crate::error::AuthError;
 use crate::forwarded::{self, CertificateSource, Source};
 use crate::introspect::{self, IntrospectionCache};
-use crate::jwks::{KeyRing, KeySet};
+use crate::jwks::{KeyRing, KeySet, SkippedKey};
 use crate::remote::{self, FetchState, SharedJwks};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -297,8 +297,12 @@ impl Vm {
         vm
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// A provider's name, for logs.
+    fn provider_name(&self, provider: usize) -> &str {
+        self.policy
+            .providers
+            .get(provider)
+            .map_or("-", |p| p.name.as_str())
     }
 
     fn has_remote(&self) -> bool {
@@ -337,11 +341,7 @@ impl Vm {
 
     fn decide_stream(&mut self, host: &dyn Host, context_id: u32, first: bool) -> Step {
         let headers = host.request_headers();
-        let path = headers
-            .iter()
-            .find(|(n, _)| n == ":path")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("/");
+        let path = request_path(&headers);
         let Some(now_ms) = now_ms(host) else {
             let denial = Decision::Deny {
                 error: AuthError::Internal,
@@ -454,9 +454,7 @@ impl Vm {
                 Step::Continue
             }
             Decision::Deny { error, provider } => {
-                let provider = provider
-                    .and_then(|p| self.policy.providers.get(p))
-                    .map_or("-", |p| p.name.as_str());
+                let provider = provider.map_or("-", |p| self.provider_name(p));
                 host.log(
                     log::Level::Debug,
                     &format!(
@@ -562,11 +560,7 @@ impl Vm {
             }
             None => {
                 self.held.insert(pending.context_id);
-                let name = self
-                    .policy
-                    .providers
-                    .get(pending.provider)
-                    .map_or("-", |p| p.name.as_str());
+                let name = self.provider_name(pending.provider);
                 host.log(
                     log::Level::Warn,
                     &format!(
@@ -575,10 +569,7 @@ impl Vm {
                     ),
                 );
                 let headers = host.request_headers();
-                let path = headers
-                    .iter()
-                    .find(|(n, _)| n == ":path")
-                    .map_or("/", |(_, v)| v.as_str());
+                let path = request_path(&headers);
                 let failed = Decision::Deny {
                     error: AuthError::IntrospectionFailed,
                     provider: Some(pending.provider),
@@ -717,11 +708,7 @@ impl Vm {
     fn fetch_failed(&mut self, host: &dyn Host, provider: usize, now_ms: u64, why: &str) {
         Metrics::bump(host, self.metrics.provider(Some(provider)).fetch_failed, 1);
         self.update_state(host, provider, |s| s.fail(now_ms));
-        let name = self
-            .policy
-            .providers
-            .get(provider)
-            .map_or("-", |p| p.name.as_str());
+        let name = self.provider_name(provider);
         let has_keys = self.keys.get(provider).is_some();
         host.log(
             log::Level::Warn,
@@ -745,21 +732,8 @@ impl Vm {
         let (status, body) = host.http_call_response(body_size);
         match remote::parse_response(status.as_deref(), body.as_deref()) {
             Ok((text, keys, skipped)) => {
-                let name = self
-                    .policy
-                    .providers
-                    .get(provider)
-                    .map_or("-", |p| p.name.as_str())
-                    .to_string();
-                for s in &skipped {
-                    host.log(
-                        log::Level::Warn,
-                        &format!(
-                            "certbound: provider \"{name}\": skipped JWKS key {} (kid {:?}): {}",
-                            s.index, s.kid, s.reason
-                        ),
-                    );
-                }
+                let name = self.provider_name(provider).to_string();
+                log_skipped_keys(host, &name, &skipped);
                 let seq = self.publish(host, provider, text, now_ms);
                 self.install(host, provider, keys, seq);
                 self.update_state(host, provider, FetchState::succeed);
@@ -868,6 +842,27 @@ impl Vm {
                 .clamp(POLL_MS, IDLE_TICK_MS)
         };
         host.set_tick_period(Duration::from_millis(ms));
+    }
+}
+
+/// `:path`, or `/` for a request without one.
+fn request_path(headers: &[(String, String)]) -> &str {
+    headers
+        .iter()
+        .find(|(n, _)| n == ":path")
+        .map_or("/", |(_, v)| v.as_str())
+}
+
+/// Logs the keys a JWKS had that cannot be used, and why.
+pub fn log_skipped_keys(host: &dyn Host, provider: &str, skipped: &[SkippedKey]) {
+    for s in skipped {
+        host.log(
+            log::Level::Warn,
+            &format!(
+                "certbound: provider \"{provider}\": skipped JWKS key {} (kid {:?}): {}",
+                s.index, s.kid, s.reason
+            ),
+        );
     }
 }
 
