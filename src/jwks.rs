@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::error::AuthError;
+use crate::es256::Es256Key;
 
 /// Upper bound on the JWKS document, in bytes.
 pub const MAX_JWKS_BYTES: usize = 512 * 1024;
@@ -88,7 +89,7 @@ pub enum VerifyingKey {
     PS256(PS256PublicKey),
     PS384(PS384PublicKey),
     PS512(PS512PublicKey),
-    ES256(ES256PublicKey),
+    ES256(Es256Key),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
 }
@@ -102,7 +103,10 @@ impl VerifyingKey {
             Alg::PS256 => VerifyingKey::PS256(PS256PublicKey::from_jwk(jwk)?),
             Alg::PS384 => VerifyingKey::PS384(PS384PublicKey::from_jwk(jwk)?),
             Alg::PS512 => VerifyingKey::PS512(PS512PublicKey::from_jwk(jwk)?),
-            Alg::ES256 => VerifyingKey::ES256(ES256PublicKey::from_jwk(jwk)?),
+            Alg::ES256 => {
+                let key = ES256PublicKey::from_jwk(jwk)?;
+                VerifyingKey::ES256(Es256Key::new(*key.public_key().as_ref().as_affine()))
+            }
             Alg::ES384 => VerifyingKey::ES384(ES384PublicKey::from_jwk(jwk)?),
             Alg::EdDSA => VerifyingKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),
         })
@@ -128,19 +132,39 @@ impl VerifyingKey {
         &self,
         token: &str,
         options: VerificationOptions,
-    ) -> Result<JWTClaims<NoCustomClaims>, jwt_simple::Error> {
+    ) -> Result<(), jwt_simple::Error> {
         let options = Some(options);
         match self {
-            VerifyingKey::RS256(k) => k.verify_token(token, options),
-            VerifyingKey::RS384(k) => k.verify_token(token, options),
-            VerifyingKey::RS512(k) => k.verify_token(token, options),
-            VerifyingKey::PS256(k) => k.verify_token(token, options),
-            VerifyingKey::PS384(k) => k.verify_token(token, options),
-            VerifyingKey::PS512(k) => k.verify_token(token, options),
-            VerifyingKey::ES256(k) => k.verify_token(token, options),
-            VerifyingKey::ES384(k) => k.verify_token(token, options),
-            VerifyingKey::EdDSA(k) => k.verify_token(token, options),
+            VerifyingKey::RS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyingKey::RS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyingKey::RS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyingKey::PS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyingKey::PS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyingKey::PS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            // The caller has checked the compact form, the header and the
+            // size; the claims (times included) are checked after this.
+            VerifyingKey::ES256(k) => verify_es256(k, token),
+            VerifyingKey::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyingKey::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
         }
+    }
+}
+
+/// The JWS signature of a compact token, checked with certbound's table-based
+/// ES256 verifier (RFC 7515 §5.2 steps 7-8: the signing input is everything
+/// before the last `.`).
+fn verify_es256(key: &Es256Key, token: &str) -> Result<(), jwt_simple::Error> {
+    use base64::Engine as _;
+    let (signing_input, signature_b64) = token
+        .rsplit_once('.')
+        .ok_or(JWTError::CompactEncodingError)?;
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(signature_b64)
+        .map_err(|_| JWTError::InvalidSignature)?;
+    if key.verify(signing_input.as_bytes(), &signature) {
+        Ok(())
+    } else {
+        Err(JWTError::InvalidSignature.into())
     }
 }
 

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod es256;
 pub mod filter;
 pub mod forwarded;
 pub mod introspect;

