@@ -93,6 +93,8 @@ struct State {
     config: Vec<u8>,
     headers: Vec<(String, String)>,
     cert: Vec<u8>,
+    /// `connection.sha256_peer_certificate_digest`, as Envoy gives it.
+    digest: Vec<u8>,
     now: u64,
     calls: BTreeMap<&'static str, u64>,
     /// Bytes copied from the host into the filter.
@@ -136,7 +138,12 @@ impl Host for CountingHost {
         h
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        if path == ["connection", "peer_certificate"] {
+        if path == ["connection", "sha256_peer_certificate_digest"] {
+            self.count("get_property(connection.sha256_peer_certificate_digest)");
+            let d = self.0.borrow().digest.clone();
+            self.add_bytes(d.len());
+            Some(d)
+        } else if path == ["connection", "peer_certificate"] {
             self.count("get_property(connection.peer_certificate)");
             let c = self.0.borrow().cert.clone();
             self.add_bytes(c.len());
@@ -263,6 +270,11 @@ fn root(
         s.config = config_json(v, jwt_cache_size).into_bytes();
         s.now = v["now"].as_u64().unwrap();
         s.cert = cert.to_vec();
+        s.digest = v["sha256_hex"]["client_a"]
+            .as_str()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
     }
     let mut root = CertboundRoot::new(host.clone());
     assert!(root.on_configure(0), "configuration refused");

@@ -170,6 +170,37 @@ impl<H: Host> HttpContext for CertboundHttp<H> {
     }
 }
 
+/// The proxy-wasm ABI's header map form: a u32 count, then a (name length,
+/// value length) u32 pair per entry, then each name and each value followed
+/// by a NUL; integers little-endian. Read without trusting the lengths.
+/// Values may hold obs-text (non-UTF-8 octets): decoded lossily, so such a
+/// value can never pass as a token.
+pub fn parse_header_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    let word = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(b)).ok()
+    };
+    let count = word(0)?;
+    let mut at = count.checked_mul(8)?.checked_add(4)?;
+    if at > bytes.len() {
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(count);
+    for i in 0..count {
+        let name_len = word(4 + i * 8)?;
+        let value_len = word(8 + i * 8)?;
+        let name = bytes.get(at..at.checked_add(name_len)?)?;
+        at = at.checked_add(name_len)?.checked_add(1)?;
+        let value = bytes.get(at..at.checked_add(value_len)?)?;
+        at = at.checked_add(value_len)?.checked_add(1)?;
+        pairs.push((
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
+    }
+    Some(pairs)
+}
+
 /// The real host: Envoy, through the proxy-wasm ABI.
 #[cfg(target_arch = "wasm32")]
 pub struct ProxyHost;
@@ -202,20 +233,11 @@ mod proxy_host {
         }
 
         fn request_headers(&self) -> Vec<(String, String)> {
-            // Bytes, not `get_map`: header values may hold non-UTF-8 octets
-            // (obs-text), on which the SDK's string variant would panic.
-            hc::get_map_bytes(MapType::HttpRequestHeaders)
-                .map(|pairs| {
-                    pairs
-                        .into_iter()
-                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-                        .collect()
-                })
-                .unwrap_or_default()
+            abi::request_headers()
         }
 
         fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            hc::get_property(path.to_vec()).ok().flatten()
+            abi::property(path)
         }
 
         fn set_request_header(&self, name: &str, value: Option<&str>) {
@@ -301,5 +323,139 @@ mod proxy_host {
             };
             let _ = hc::log(level, message);
         }
+    }
+
+    /// The two host calls of every request, straight over the proxy-wasm
+    /// ABI (v0.2.1). The SDK's wrappers panic on a status they do not
+    /// expect, which would kill the VM, and its header reader copies every
+    /// name and value twice; these read into one buffer, map every status
+    /// to "nothing", and parse what the host returns without trusting it.
+    mod abi {
+        use std::ptr::null_mut;
+
+        #[link(wasm_import_module = "env")]
+        unsafe extern "C" {
+            fn proxy_get_header_map_pairs(
+                map_type: u32,
+                return_map_data: *mut *mut u8,
+                return_map_size: *mut usize,
+            ) -> u32;
+            fn proxy_get_property(
+                path_data: *const u8,
+                path_size: usize,
+                return_value_data: *mut *mut u8,
+                return_value_size: *mut usize,
+            ) -> u32;
+        }
+
+        const STATUS_OK: u32 = 0;
+        const HTTP_REQUEST_HEADERS: u32 = 0;
+
+        /// Takes ownership of a buffer the host allocated through the
+        /// SDK's `proxy_on_memory_allocate` (a boxed slice of exactly
+        /// `size` bytes).
+        fn take(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+            if data.is_null() {
+                return None;
+            }
+            // SAFETY: a non-null pointer the host wrote comes from
+            // `proxy_on_memory_allocate(size)`, which leaks a `Box<[u8]>`
+            // of that length; rebuilding the Vec frees it exactly once.
+            let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+            (status == STATUS_OK).then_some(bytes)
+        }
+
+        pub(super) fn property(path: &[&str]) -> Option<Vec<u8>> {
+            // Path segments joined by NUL (the ABI's property path form).
+            let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+            for (i, part) in path.iter().enumerate() {
+                if i > 0 {
+                    serialized.push(0);
+                }
+                serialized.extend_from_slice(part.as_bytes());
+            }
+            let (mut data, mut size) = (null_mut(), 0usize);
+            // SAFETY: the path buffer outlives the call; the out-pointers
+            // are valid locals.
+            let status = unsafe {
+                proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size)
+            };
+            take(status, data, size)
+        }
+
+        pub(super) fn request_headers() -> Vec<(String, String)> {
+            let (mut data, mut size) = (null_mut(), 0usize);
+            // SAFETY: the out-pointers are valid locals.
+            let status =
+                unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
+            take(status, data, size)
+                .map(|bytes| super::super::parse_header_pairs(&bytes).unwrap_or_default())
+                .unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_header_pairs;
+
+    fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend_from_slice(k);
+            out.push(0);
+            out.extend_from_slice(v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn header_pairs_round_trip_with_repeats_and_empty_values() {
+        let bytes = serialize(&[
+            (b":path", b"/api?x=1"),
+            (b"authorization", b"Bearer a.b.c"),
+            (b"authorization", b"Bearer d.e.f"),
+            (b"x-empty", b""),
+        ]);
+        let pairs = parse_header_pairs(&bytes).unwrap();
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (":path", "/api?x=1"),
+                ("authorization", "Bearer a.b.c"),
+                ("authorization", "Bearer d.e.f"),
+                ("x-empty", ""),
+            ]
+        );
+        assert_eq!(parse_header_pairs(&serialize(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn obs_text_is_decoded_lossily() {
+        let pairs = parse_header_pairs(&serialize(&[(b"x", b"caf\xe9")])).unwrap();
+        assert_eq!(pairs[0].1, "caf\u{fffd}");
+    }
+
+    #[test]
+    fn lying_lengths_and_truncation_are_refused() {
+        let good = serialize(&[(b"name", b"value")]);
+        for cut in 0..good.len() - 1 {
+            assert_eq!(parse_header_pairs(&good[..cut]), None, "cut at {cut}");
+        }
+        let mut huge_count = good.clone();
+        huge_count[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(parse_header_pairs(&huge_count), None);
+        let mut huge_len = good.clone();
+        huge_len[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(parse_header_pairs(&huge_len), None);
     }
 }

@@ -923,29 +923,34 @@ impl PeerCertificate<'_> {
         }
     }
 }
-/// `connection.peer_certificate` (PEM, or URL-encoded PEM), else the
-/// hex `connection.sha256_peer_certificate_digest` of older Envoys.
+/// The connection's client-certificate thumbprint. First Envoy's
+/// `connection.sha256_peer_certificate_digest`: the SHA-256 of the leaf
+/// certificate's DER, which is exactly the `x5t#S256` input (RFC 8705
+/// §3.1), as 64 hex digits that Envoy computes once per connection. That
+/// spares every request a copy of the PEM and a lookup keyed by it. Else
+/// `connection.peer_certificate` (PEM, or URL-encoded PEM), hashed here.
 fn read_peer_thumbprint(host: &dyn Host, cache: &RefCell<ThumbprintCache>) -> Option<Thumbprint> {
-    if let Some(pem) = host
-        .property(&["connection", "peer_certificate"])
-        .filter(|p| !p.is_empty())
+    if let Some(t) = host
+        .property(&["connection", "sha256_peer_certificate_digest"])
+        .and_then(|d| Thumbprint::from_hex(core::str::from_utf8(&d).ok()?))
     {
-        let computed = match cache.try_borrow_mut() {
-            Ok(mut c) => c.thumbprint_of_pem(&pem),
-            Err(_) => thumbprint_of_pem(&pem),
-        };
-        return match computed {
-            Ok(t) => Some(t),
-            Err(e) => {
-                host.log(
-                    log::Level::Warn,
-                    &format!("certbound: unreadable peer certificate: {e:?}"),
-                );
-                None
-            }
-        };
+        return Some(t);
     }
-    let digest = host.property(&["connection", "sha256_peer_certificate_digest"])?;
-    let digest = core::str::from_utf8(&digest).ok()?;
-    Thumbprint::from_hex(digest)
+    let pem = host
+        .property(&["connection", "peer_certificate"])
+        .filter(|p| !p.is_empty())?;
+    let computed = match cache.try_borrow_mut() {
+        Ok(mut c) => c.thumbprint_of_pem(&pem),
+        Err(_) => thumbprint_of_pem(&pem),
+    };
+    match computed {
+        Ok(t) => Some(t),
+        Err(e) => {
+            host.log(
+                log::Level::Warn,
+                &format!("certbound: unreadable peer certificate: {e:?}"),
+            );
+            None
+        }
+    }
 }
