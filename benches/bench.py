@@ -750,11 +750,19 @@ def micro_section() -> str:
 
     newest = max(r[4] for r in rows)
     lines = [f"Criterion medians (95% CI), native x86-64, release profile "
-             f"(opt-level \"s\", LTO), newest estimate {newest:%Y-%m-%d %H:%M} UTC.", "",
+             f"(opt-level {release_opt_level()}, LTO), newest estimate "
+             f"{newest:%Y-%m-%d %H:%M} UTC.", "",
              "| benchmark | median | 95% CI |", "|---|---:|---:|"]
     for bench, point, lo, hi, _ in rows:
         lines.append(f"| `{bench}` | {t(point)} | {t(lo)} – {t(hi)} |")
     return "\n".join(lines) + "\n"
+
+
+def release_opt_level() -> str:
+    """`opt-level` of `[profile.release]` in Cargo.toml, as written there."""
+    text = (REPO / "Cargo.toml").read_text()
+    m = re.search(r"^\[profile\.release\]\n(?:[^\[].*\n)*?opt-level\s*=\s*(\S+)", text, re.M)
+    return m.group(1) if m else "?"
 
 
 def git_state() -> str:
