@@ -1,0 +1,126 @@
+//! certbound's own signature verifiers (`es256`, `rsa_pkcs1`) against the
+//! generic ones they replace, on the vectors' keys and tokens: the good
+//! signature of each of ES256/RS256/RS384/RS512, edited byte by byte,
+//! truncated, extended or replaced by fuzz bytes, and (ES256) the signed
+//! message edited too.
+//!
+//! Oracle: certbound accepts exactly when the generic verifier does (the
+//! `p256` crate's ECDSA for ES256; jwt-simple over the `rsa` crate for RSA,
+//! whose message is left unedited so that only the signature decides).
+#![no_main]
+
+use std::sync::OnceLock;
+
+use arbitrary::Arbitrary;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use certbound::es256::Es256Key;
+use certbound::rsa_pkcs1::{Hash, RsaKey};
+use certbound_fuzz::{fixtures, vectors};
+use jwt_simple::prelude::*;
+use libfuzzer_sys::fuzz_target;
+use p256::ecdsa::signature::Verifier as _;
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    alg: u8,
+    sig_edits: Vec<(u16, u8)>,
+    truncate: Option<u16>,
+    extend: Vec<u8>,
+    replace: Option<Vec<u8>>,
+    msg_edits: Vec<(u16, u8)>,
+}
+
+struct Keys {
+    es256: (Es256Key, p256::ecdsa::VerifyingKey),
+    rsa: (RsaKey, RS256PublicKey, RS384PublicKey, RS512PublicKey),
+}
+
+fn jwk(kid: &str) -> String {
+    vectors()["jwks"]["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid))
+        .map(|k| k.to_string())
+        .expect("vectors.json has the key")
+}
+
+fn keys() -> &'static Keys {
+    static K: OnceLock<Keys> = OnceLock::new();
+    K.get_or_init(|| {
+        let es = ES256PublicKey::from_jwk(&jwk("es256")).expect("es256 jwk");
+        let generic: p256::ecdsa::VerifyingKey = *es.public_key().as_ref();
+        let rs256 = RS256PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk");
+        let c = rs256.to_components();
+        Keys {
+            es256: (Es256Key::new(*generic.as_affine()), generic),
+            rsa: (
+                RsaKey::new(&c.n, &c.e).expect("rsa key"),
+                rs256,
+                RS384PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
+                RS512PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
+            ),
+        }
+    })
+}
+
+fn edit(bytes: &mut Vec<u8>, edits: &[(u16, u8)]) {
+    let len = bytes.len().max(1);
+    for &(at, x) in edits {
+        if let Some(b) = bytes.get_mut(usize::from(at) % len) {
+            *b ^= x;
+        }
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let f = fixtures();
+    let name = match input.alg % 4 {
+        0 => "good_ES256",
+        1 => "good_RS256",
+        2 => "good_RS384",
+        _ => "good_RS512",
+    };
+    let token = vectors()["tokens"][name].as_str().expect("vector token");
+    let (signing_input, sig_b64) = token.rsplit_once('.').expect("compact");
+    let mut sig = URL_SAFE_NO_PAD.decode(sig_b64).expect("base64url");
+    edit(&mut sig, &input.sig_edits);
+    if let Some(n) = input.truncate {
+        sig.truncate(usize::from(n));
+    }
+    sig.extend_from_slice(&input.extend);
+    if let Some(r) = input.replace {
+        sig = r;
+    }
+    let k = keys();
+    if name == "good_ES256" {
+        let mut message = signing_input.as_bytes().to_vec();
+        edit(&mut message, &input.msg_edits);
+        let ours = k.es256.0.verify(&message, &sig);
+        let generic = p256::ecdsa::Signature::from_slice(&sig)
+            .is_ok_and(|s| k.es256.1.verify(&message, &s).is_ok());
+        assert_eq!(ours, generic, "ES256 verifiers disagree");
+        return;
+    }
+    let options = VerificationOptions {
+        accept_future: true,
+        artificial_time: Some(UnixTimeStamp::from_secs(f.now.max(0) as u64)),
+        time_tolerance: Some(Duration::from_days(3650)),
+        ..VerificationOptions::default()
+    };
+    let forged = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+    let (ours, generic) = match name {
+        "good_RS256" => (
+            k.rsa.0.verify(Hash::Sha256, signing_input.as_bytes(), &sig),
+            k.rsa.1.verify_token::<NoCustomClaims>(&forged, Some(options)).is_ok(),
+        ),
+        "good_RS384" => (
+            k.rsa.0.verify(Hash::Sha384, signing_input.as_bytes(), &sig),
+            k.rsa.2.verify_token::<NoCustomClaims>(&forged, Some(options)).is_ok(),
+        ),
+        _ => (
+            k.rsa.0.verify(Hash::Sha512, signing_input.as_bytes(), &sig),
+            k.rsa.3.verify_token::<NoCustomClaims>(&forged, Some(options)).is_ok(),
+        ),
+    };
+    assert_eq!(ours, generic, "{name} verifiers disagree");
+});
