@@ -111,15 +111,24 @@ fuzz_target!(|input: Input| {
     let (ours, generic) = match name {
         "good_RS256" => (
             k.rsa.0.verify(Hash::Sha256, signing_input.as_bytes(), &sig),
-            k.rsa.1.verify_token::<NoCustomClaims>(&forged, Some(options)).is_ok(),
+            k.rsa
+                .1
+                .verify_token::<NoCustomClaims>(&forged, Some(options))
+                .is_ok(),
         ),
         "good_RS384" => (
             k.rsa.0.verify(Hash::Sha384, signing_input.as_bytes(), &sig),
-            k.rsa.2.verify_token::<NoCustomClaims>(&forged, Some(options)).is_ok(),
+            k.rsa
+                .2
+                .verify_token::<NoCustomClaims>(&forged, Some(options))
+                .is_ok(),
         ),
         _ => (
             k.rsa.0.verify(Hash::Sha512, signing_input.as_bytes(), &sig),
-            k.rsa.3.verify_token::<NoCustomClaims>(&forged, Some(options)).is_ok(),
+            k.rsa
+                .3
+                .verify_token::<NoCustomClaims>(&forged, Some(options))
+                .is_ok(),
         ),
     };
     assert_eq!(ours, generic, "{name} verifiers disagree");
