@@ -122,7 +122,9 @@ fn generator_table() -> &'static Table {
 }
 
 /// A P-256 public key ready for ES256 verification. The key's table is
-/// built on first use (about 1400 point additions, once per key set).
+/// built on its first verification (about 1,400 point additions and ~100 KB,
+/// once per key and key set), not at import: a JWKS may list many keys that
+/// no token uses. G's table is built once per VM.
 #[derive(Clone)]
 pub struct Es256Key {
     point: AffinePoint,
@@ -143,12 +145,6 @@ impl Es256Key {
             point,
             table: Arc::new(OnceLock::new()),
         }
-    }
-
-    /// Builds the tables now rather than on the first verification.
-    pub fn precompute(&self) {
-        generator_table();
-        self.table();
     }
 
     fn table(&self) -> &Table {
