@@ -77,7 +77,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(HERE))
 import harness  # noqa: E402  (tests/e2e/harness.py: Envoy, PKI, config helpers)
-from faulty_jwks import FaultyJwks  # noqa: E402
+from faulty_jwks import MODES as FAULT_MODES, FaultyJwks  # noqa: E402
 from harness import demo  # noqa: E402
 
 STAT = "wasmcustom.certbound."
@@ -814,6 +814,10 @@ def main(argv: list[str] | None = None) -> int:
                    cache_duration=args.cache_duration,
                    wasm_log_level=args.wasm_log_level, seed=args.seed)
     parse_mix(opts.mix)
+    unknown = [f for f in opts.faults if f not in FAULT_MODES or f == "ok"]
+    if unknown:
+        p.error(f"--faults: unknown mode(s) {','.join(unknown)}; "
+                f"choose from {','.join(m for m in FAULT_MODES if m != 'ok')}")
     for path in (harness.ENVOY_BIN, harness.WASM):
         if not Path(path).exists():
             print(f"soak: {path} is missing (make venv build)", file=sys.stderr)
