@@ -144,22 +144,26 @@ impl VerifyingKey {
         match self {
             // The caller has checked the compact form, the header and the
             // size; the claims (times included) are checked after this.
-            VerifyingKey::RS256(k) => verify_rsa(k, Hash::Sha256, token),
-            VerifyingKey::RS384(k) => verify_rsa(k, Hash::Sha384, token),
-            VerifyingKey::RS512(k) => verify_rsa(k, Hash::Sha512, token),
+            VerifyingKey::RS256(k) => verify_signature(token, |m, s| k.verify(Hash::Sha256, m, s)),
+            VerifyingKey::RS384(k) => verify_signature(token, |m, s| k.verify(Hash::Sha384, m, s)),
+            VerifyingKey::RS512(k) => verify_signature(token, |m, s| k.verify(Hash::Sha512, m, s)),
             VerifyingKey::PS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyingKey::PS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyingKey::PS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyingKey::ES256(k) => verify_es256(k, token),
+            VerifyingKey::ES256(k) => verify_signature(token, |m, s| k.verify(m, s)),
             VerifyingKey::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyingKey::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
         }
     }
 }
 
-/// A compact JWS's signing input (everything before the last `.`, RFC 7515
-/// §5.2 step 8) and its decoded signature.
-fn signing_input_and_signature(token: &str) -> Result<(&str, Vec<u8>), jwt_simple::Error> {
+/// A compact JWS's signature checked by one of certbound's own verifiers
+/// (`es256`, `rsa_pkcs1`): `verify` gets the signing input (everything
+/// before the last `.`, RFC 7515 §5.2 step 8) and the decoded signature.
+fn verify_signature(
+    token: &str,
+    verify: impl FnOnce(&[u8], &[u8]) -> bool,
+) -> Result<(), jwt_simple::Error> {
     use base64::Engine as _;
     let (signing_input, signature_b64) = token
         .rsplit_once('.')
@@ -167,23 +171,7 @@ fn signing_input_and_signature(token: &str) -> Result<(&str, Vec<u8>), jwt_simpl
     let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(signature_b64)
         .map_err(|_| JWTError::InvalidSignature)?;
-    Ok((signing_input, signature))
-}
-
-/// ES256 with certbound's table-based verifier (`es256`).
-fn verify_es256(key: &Es256Key, token: &str) -> Result<(), jwt_simple::Error> {
-    let (signing_input, signature) = signing_input_and_signature(token)?;
-    if key.verify(signing_input.as_bytes(), &signature) {
-        Ok(())
-    } else {
-        Err(JWTError::InvalidSignature.into())
-    }
-}
-
-/// RS256/384/512 with certbound's RSASSA-PKCS1-v1_5 verifier (`rsa_pkcs1`).
-fn verify_rsa(key: &RsaKey, hash: Hash, token: &str) -> Result<(), jwt_simple::Error> {
-    let (signing_input, signature) = signing_input_and_signature(token)?;
-    if key.verify(hash, signing_input.as_bytes(), &signature) {
+    if verify(signing_input.as_bytes(), &signature) {
         Ok(())
     } else {
         Err(JWTError::InvalidSignature.into())
