@@ -350,6 +350,44 @@ fn accepts_url_encoded_pem_and_the_older_digest_property() {
     assert_eq!(request(&h), Action::Continue);
 }
 
+#[test]
+fn envoys_digest_is_read_first_and_the_pem_is_the_fallback() {
+    let digest = |name: &str| {
+        vectors()["sha256_hex"][name]
+            .as_str()
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+    };
+    // Both properties: the digest decides (here they name different
+    // certificates, which a real Envoy never reports for one connection).
+    let h = base()
+        .with_peer_cert("client_b")
+        .with_property(
+            &["connection", "sha256_peer_certificate_digest"],
+            &digest("client_a"),
+        )
+        .with_bearer(&token("good_ES256"));
+    assert_eq!(request(&h), Action::Continue);
+    let h = base()
+        .with_peer_cert("client_a")
+        .with_property(
+            &["connection", "sha256_peer_certificate_digest"],
+            "00".repeat(32).as_bytes(),
+        )
+        .with_bearer(&token("good_ES256"));
+    assert_invalid_token(&h, request(&h), "binding_mismatch");
+    // A digest that is not 64 hex digits (or an empty one: no client
+    // certificate) falls back to the PEM.
+    for bad in [&b""[..], b"zz", &[b'a'; 63]] {
+        let h = base()
+            .with_peer_cert("client_a")
+            .with_property(&["connection", "sha256_peer_certificate_digest"], bad)
+            .with_bearer(&token("good_ES256"));
+        assert_eq!(request(&h), Action::Continue, "{bad:?}");
+    }
+}
+
 fn assert_invalid_token(h: &FakeHost, action: Action, reason: &str) {
     assert_eq!(action, Action::Pause);
     assert_eq!(h.status(), Some(401));
