@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -343,6 +344,21 @@ class Envoy:
     def admin_get(self, path: str) -> str:
         with urllib.request.urlopen(f"http://{self._admin_address()}{path}", timeout=5) as r:
             return r.read().decode()
+
+    def stats(self, filter: str | None = None) -> dict[str, int]:
+        """Counters and gauges of /stats (plain-text ``name: value`` lines);
+        with ``filter``, only the names matching that regex (Envoy's filter)."""
+        path = "/stats" if filter is None else "/stats?filter=" + urllib.parse.quote(filter)
+        out: dict[str, int] = {}
+        for line in self.admin_get(path).splitlines():
+            name, sep, value = line.partition(": ")
+            if sep and re.fullmatch(r"-?\d+", value.strip()):
+                out[name] = int(value)
+        return out
+
+    def stat(self, name: str) -> int:
+        """One counter or gauge; 0 when Envoy does not have it (yet)."""
+        return self.stats("^" + re.escape(name) + "$").get(name, 0)
 
     def _listener_port(self) -> int:
         data = json.loads(self.admin_get("/listeners?format=json"))

@@ -355,13 +355,6 @@ class InteropEnvoy(harness.Envoy):
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 
-    def stat(self, name: str) -> int:
-        for line in self.admin_get("/stats?filter=" + urllib.parse.quote(name)).splitlines():
-            key, sep, value = line.partition(": ")
-            if sep and key == name and value.strip().lstrip("-").isdigit():
-                return int(value)
-        return 0
-
 
 # ---------------------------------------------------------------------------
 # the client side of the authorization server

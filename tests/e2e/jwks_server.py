@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import re
 import socket
 import subprocess
 import sys
@@ -281,18 +280,6 @@ class RemoteEnvoy(harness.Envoy):
             )
 
     # -- admin helpers ----------------------------------------------------
-    def stats(self) -> dict[str, int]:
-        """Counters and gauges of /stats (plain text ``name: value`` lines)."""
-        out: dict[str, int] = {}
-        for line in self.admin_get("/stats").splitlines():
-            name, sep, value = line.partition(": ")
-            if sep and re.fullmatch(r"-?\d+", value.strip()):
-                out[name] = int(value)
-        return out
-
-    def stat(self, name: str) -> int:
-        return self.stats().get(name, 0)
-
     def wait_for_stat(self, name: str, at_least: int, timeout: float = 10.0) -> int:
         deadline = time.monotonic() + timeout
         while True:

@@ -29,7 +29,6 @@ import datetime as _dt
 import hashlib
 import http.client
 import os
-import re
 import socket
 import time
 import urllib.parse
@@ -286,7 +285,6 @@ def assert_passed(r: Reply) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 
 STAT_PREFIX = "wasmcustom."
-_STAT_LINE = re.compile(r"^(\S+): (\d+)$")
 
 
 class Stats:
@@ -296,13 +294,8 @@ class Stats:
         self.envoy = envoy
 
     def read(self) -> dict[str, int]:
-        text = self.envoy.admin_get("/stats?filter=" + urllib.parse.quote(r"^wasmcustom\.certbound\."))
-        out = {}
-        for line in text.splitlines():
-            m = _STAT_LINE.match(line.strip())
-            if m and m.group(1).startswith(STAT_PREFIX):
-                out[m.group(1)[len(STAT_PREFIX):]] = int(m.group(2))
-        return out
+        counters = self.envoy.stats(r"^wasmcustom\.certbound\.")
+        return {name[len(STAT_PREFIX):]: v for name, v in counters.items()}
 
     def delta(self, before: Mapping[str, int], *, ignore: Iterable[str] = ()) -> dict[str, int]:
         """Counters that moved since ``before`` (new names count from 0)."""

@@ -86,21 +86,11 @@ def envoy(envoy_factory, kit) -> harness.Envoy:
 
 
 def certbound_stats(envoy: harness.Envoy) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in envoy.admin_get("/stats?filter=" + re.escape(STAT)).splitlines():
-        name, sep, value = line.partition(": ")
-        if sep and value.strip().lstrip("-").isdigit():
-            out[name] = int(value)
-    return out
+    return envoy.stats(re.escape(STAT))
 
 
 def wasm_stats(envoy: harness.Envoy) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in envoy.admin_get("/stats?filter=^wasm\\.").splitlines():
-        name, sep, value = line.partition(": ")
-        if sep and value.strip().isdigit():
-            out[name] = int(value)
-    return out
+    return envoy.stats(r"^wasm\.")
 
 
 @dataclass

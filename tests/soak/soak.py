@@ -57,7 +57,6 @@ import http.server
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -286,14 +285,6 @@ class SoakEnvoy(harness.Envoy):
                 cwd=self.root, env=harness.envoy_env(self.jwks_text),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
-
-    def stats(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for line in self.admin_get("/stats").splitlines():
-            name, sep, value = line.partition(": ")
-            if sep and re.fullmatch(r"-?\d+", value.strip()):
-                out[name] = int(value)
-        return out
 
     def rss(self) -> int:
         assert self.proc is not None
