@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import jwt
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -459,3 +460,34 @@ def can_bind(addr: str) -> bool:
         return True
     except OSError:
         return False
+
+
+# ---------------------------------------------------------------------------
+# fixtures shared by the modules that use a Fleet (imported by name there;
+# module-scoped, so each module gets its own recorder and fleet)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def echo():
+    r = Recorder()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def fleet(pki, envoy_workdir):
+    f = Fleet(pki, envoy_workdir)
+    yield f
+    left = f.stop()
+    if left:
+        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(left[:20]), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _vm_healthy(fleet):
+    fleet.mark()
+    yield
+    bad = fleet.failures_since_mark()
+    if bad:
+        pytest.fail("wasm VM failures in Envoy log:\n" + "\n".join(bad[:20]), pytrace=False)

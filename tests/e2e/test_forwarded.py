@@ -44,8 +44,9 @@ import pytest
 
 import harness
 from harness import demo
-from support_policy import (
-    Fleet, Recorder, Stats, assert_invalid_token, assert_passed, back_config, can_bind,
+from support_policy import (  # noqa: F401 (echo, fleet, _vm_healthy: shared fixtures)
+    _vm_healthy, echo, fleet,
+    Stats, assert_invalid_token, assert_passed, back_config, can_bind,
     cert_der, front_config, issue_client_cert, rfc9440, send, unique, url_encoded_pem, xfcc_naming,
 )
 
@@ -91,31 +92,6 @@ def plugins() -> dict[str, dict]:
 # ---------------------------------------------------------------------------
 # fixtures
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def echo():
-    r = Recorder()
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
-def fleet(pki, envoy_workdir):
-    f = Fleet(pki, envoy_workdir)
-    yield f
-    left = f.stop()
-    if left:
-        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(left[:20]), pytrace=False)
-
-
-@pytest.fixture(autouse=True)
-def _vm_healthy(fleet):
-    fleet.mark()
-    yield
-    bad = fleet.failures_since_mark()
-    if bad:
-        pytest.fail("wasm VM failures in Envoy log:\n" + "\n".join(bad[:20]), pytrace=False)
 
 
 @pytest.fixture(scope="module")

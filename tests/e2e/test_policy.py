@@ -27,8 +27,9 @@ import pytest
 
 import harness
 from harness import demo
-from support_policy import (
-    AUDIENCE, ISSUER, Fleet, Recorder, Reply, Stats, assert_invalid_token,
+from support_policy import (  # noqa: F401 (echo, fleet, _vm_healthy: shared fixtures)
+    _vm_healthy, echo, fleet,
+    AUDIENCE, ISSUER, Reply, Stats, assert_invalid_token,
     assert_missing_token, assert_passed, cert_der, claims, payload_segment, send,
     sign, tamper_signature, unique,
 )
@@ -119,31 +120,6 @@ def policy(partner_jwks: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 # fixtures
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def echo():
-    r = Recorder()
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
-def fleet(pki, envoy_workdir):
-    f = Fleet(pki, envoy_workdir)
-    yield f
-    left = f.stop()
-    if left:
-        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(left[:20]), pytrace=False)
-
-
-@pytest.fixture(autouse=True)
-def _vm_healthy(fleet):
-    fleet.mark()
-    yield
-    bad = fleet.failures_since_mark()
-    if bad:
-        pytest.fail("wasm VM failures in Envoy log:\n" + "\n".join(bad[:20]), pytrace=False)
 
 
 @pytest.fixture(scope="module")
