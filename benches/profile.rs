@@ -31,6 +31,7 @@ use certbound::config;
 use certbound::decision::Verifier;
 use certbound::decision::{self, Request};
 use certbound::filter::{CertboundRoot, Host, MetricKind};
+use certbound::headers::RequestHeaders;
 use certbound::introspect::IntrospectionCache;
 use certbound::jwks::KeyRing;
 use certbound::jwt;
@@ -131,11 +132,12 @@ impl Host for CountingHost {
         self.count("get_current_time");
         Some(UNIX_EPOCH + Duration::from_secs(self.0.borrow().now))
     }
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> RequestHeaders {
         self.count("get_map(request_headers)");
-        let h = self.0.borrow().headers.clone();
-        self.add_bytes(h.iter().map(|(k, v)| k.len() + v.len()).sum());
-        h
+        // As Envoy hands them over: one buffer in the ABI's map form.
+        let bytes = abi_map(&self.0.borrow().headers);
+        self.add_bytes(bytes.len());
+        RequestHeaders::from_abi(&bytes).unwrap()
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         if path == ["connection", "sha256_peer_certificate_digest"] {
@@ -237,6 +239,23 @@ fn url_encode(pem: &str) -> String {
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
+    }
+    out
+}
+
+/// The proxy-wasm ABI's header map form (count, lengths, NUL-ended
+/// names and values), as the host writes it into the VM.
+fn abi_map(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
     }
     out
 }
@@ -360,7 +379,7 @@ fn main() {
     let mut off = TokenCache::new(0);
     let mut on = TokenCache::new(1000);
     let token = token_of("ES256");
-    let hs = headers(&token);
+    let hs: RequestHeaders = headers(&token).into_iter().collect();
     let thumb = thumbprint_of_pem(encoded.as_bytes()).unwrap();
     let mut certs = ThumbprintCache::default();
     let now = v["now"].as_i64().unwrap();

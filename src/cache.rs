@@ -1,13 +1,23 @@
 //! The per-VM verified-token cache (`jwt_cache_size`).
 //!
-//! Keyed by SHA-256 of the token, it holds what signature verification
-//! produced until the token expires or the provider's key set changes. A
-//! hit skips only the signature: time, audience and, above all, the
-//! certificate binding are checked again on every request, against that
-//! request's connection.
+//! It holds what signature verification produced until the token expires or
+//! the provider's key set changes. A hit skips only the signature: time,
+//! audience and, above all, the certificate binding are checked again on
+//! every request, against that request's connection.
+//!
+//! Keyed by the token itself, as Envoy's `jwt_authn` keys its cache: a hit
+//! means these exact bytes were verified before. The map hashes with std's
+//! SipHash under a random per-VM key (no crafted collisions) and compares
+//! the whole token on a hit, so no hash collision can ever stand in for a
+//! verification. Until issue 9 the key was the token's SHA-256; on the hot
+//! path that hash was most of a cached request's cost in wasm, which has no
+//! SHA instructions (BENCHMARKS.md). The introspection cache still keys by
+//! SHA-256 ([`token_digest`]).
 
 use sha2::{Digest, Sha256};
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use crate::config::MAX_CLOCK_SKEW;
@@ -15,46 +25,50 @@ use crate::jwt::VerifiedToken;
 
 pub type TokenDigest = [u8; 32];
 
-#[derive(Debug)]
-struct Entry {
-    token: Arc<VerifiedToken>,
-    generation: u64,
+/// SHA-256 of a token, the key of the introspection cache.
+pub fn token_digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
 }
 
-/// Values by token digest: at most `capacity` of them, the oldest
-/// insertion evicted first. Capacity 0 keeps nothing.
+/// A map of at most `capacity` entries; the oldest insertion goes first.
 #[derive(Debug)]
-pub struct DigestMap<V> {
+pub struct BoundedMap<K, V> {
     capacity: usize,
-    map: HashMap<TokenDigest, V>,
-    order: VecDeque<TokenDigest>,
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
 }
 
-impl<V> DigestMap<V> {
-    pub fn new(capacity: usize) -> DigestMap<V> {
-        DigestMap {
+impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
+    pub fn new(capacity: usize) -> BoundedMap<K, V> {
+        BoundedMap {
             capacity,
             map: HashMap::new(),
             order: VecDeque::new(),
         }
     }
 
-    pub fn get(&self, digest: &TokenDigest) -> Option<&V> {
-        self.map.get(digest)
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(key)
     }
 
-    pub fn remove(&mut self, digest: &TokenDigest) {
-        if self.map.remove(digest).is_some() {
-            self.order.retain(|d| d != digest);
+    pub fn remove<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
+        if self.map.remove(key).is_some() {
+            self.order.retain(|k| k.borrow() != key);
         }
     }
 
-    /// Inserts or replaces; a new key may evict the oldest ones.
-    pub fn insert(&mut self, digest: TokenDigest, value: V) {
+    /// Inserts or replaces `key`'s value; a no-op at capacity 0.
+    pub fn insert(&mut self, key: K, value: V) {
         if self.capacity == 0 {
             return;
         }
-        if let Some(v) = self.map.get_mut(&digest) {
+        if let Some(v) = self.map.get_mut(&key) {
             *v = value;
             return;
         }
@@ -66,8 +80,8 @@ impl<V> DigestMap<V> {
                 None => break,
             }
         }
-        self.order.push_back(digest);
-        self.map.insert(digest, value);
+        self.order.push_back(key.clone());
+        self.map.insert(key, value);
     }
 
     pub fn len(&self) -> usize {
@@ -79,10 +93,16 @@ impl<V> DigestMap<V> {
     }
 }
 
-/// Verified tokens, by digest.
+#[derive(Debug)]
+struct Entry {
+    token: Arc<VerifiedToken>,
+    generation: u64,
+}
+
 #[derive(Debug)]
 pub struct TokenCache {
-    entries: DigestMap<Entry>,
+    /// One copy of each token, shared by the map and the eviction order.
+    entries: BoundedMap<Arc<str>, Entry>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -96,14 +116,10 @@ impl Default for TokenCache {
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
-            entries: DigestMap::new(capacity),
+            entries: BoundedMap::new(capacity),
             hits: 0,
             misses: 0,
         }
-    }
-
-    pub fn digest(token: &str) -> TokenDigest {
-        Sha256::digest(token.as_bytes()).into()
     }
 
     pub fn len(&self) -> usize {
@@ -114,17 +130,20 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
-    /// A verification made with key generation `generation` of its provider.
+    /// The verification of exactly `token`, if it is cached, has not
+    /// expired (with the largest allowed skew; the caller checks time with
+    /// the provider's own) and its provider's keys are still those of
+    /// `generation_of`. A stale entry is dropped.
     pub fn get(
         &mut self,
-        digest: &TokenDigest,
+        token: &str,
         generation_of: impl Fn(usize) -> u64,
         now: i64,
     ) -> Option<Arc<VerifiedToken>> {
         if self.entries.capacity == 0 {
             return None;
         }
-        let fresh = self.entries.get(digest).map(|e| {
+        let fresh = self.entries.get(token).map(|e| {
             let expired = e
                 .token
                 .expires_at
@@ -138,7 +157,7 @@ impl TokenCache {
                 Some(token)
             }
             Some(None) => {
-                self.entries.remove(digest);
+                self.entries.remove(token);
                 self.misses += 1;
                 None
             }
@@ -149,7 +168,16 @@ impl TokenCache {
         }
     }
 
-    pub fn insert(&mut self, digest: TokenDigest, token: Arc<VerifiedToken>, generation: u64) {
-        self.entries.insert(digest, Entry { token, generation });
+    pub fn insert(&mut self, token: &str, verified: Arc<VerifiedToken>, generation: u64) {
+        if self.entries.capacity == 0 {
+            return;
+        }
+        self.entries.insert(
+            Arc::from(token),
+            Entry {
+                token: verified,
+                generation,
+            },
+        );
     }
 }

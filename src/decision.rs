@@ -10,12 +10,13 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::binding::Thumbprint;
-use crate::cache::TokenCache;
+use crate::cache::{TokenCache, token_digest};
 use crate::config::{
     BindingMode, Policy, Provider, Requirement, RuleMatch, TokenFormat, TokenSource,
 };
 use crate::error::AuthError;
 use crate::forwarded::CertificateSource;
+use crate::headers::RequestHeaders;
 use crate::introspect::{self, Introspected, IntrospectionCache};
 use crate::jwks::KeyRing;
 use crate::jwt::{self, Rejection, VerifiedToken};
@@ -45,7 +46,7 @@ pub struct Request<'a> {
     /// `:path`, query string included.
     pub path: &'a str,
     /// Request headers; names lowercase as Envoy gives them.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a RequestHeaders,
 }
 
 /// A change to the request before it goes upstream.
@@ -357,7 +358,7 @@ fn introspected(
         .get(index)
         .ok_or(AuthError::WrongIssuer)
         .map_err(routed)?;
-    let digest = TokenCache::digest(token);
+    let digest = token_digest(token);
     match cache.get(&digest, index, now) {
         None => Err(routed(AuthError::IntrospectionPending)),
         Some(Introspected::Inactive) => Err(routed(AuthError::InactiveToken)),

@@ -170,37 +170,6 @@ impl<H: Host> HttpContext for CertboundHttp<H> {
     }
 }
 
-/// The proxy-wasm ABI's header map form: a u32 count, then a (name length,
-/// value length) u32 pair per entry, then each name and each value followed
-/// by a NUL; integers little-endian. Read without trusting the lengths.
-/// Values may hold obs-text (non-UTF-8 octets): decoded lossily, so such a
-/// value can never pass as a token.
-pub fn parse_header_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
-    let word = |at: usize| -> Option<usize> {
-        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(b)).ok()
-    };
-    let count = word(0)?;
-    let mut at = count.checked_mul(8)?.checked_add(4)?;
-    if at > bytes.len() {
-        return None;
-    }
-    let mut pairs = Vec::with_capacity(count);
-    for i in 0..count {
-        let name_len = word(4 + i * 8)?;
-        let value_len = word(8 + i * 8)?;
-        let name = bytes.get(at..at.checked_add(name_len)?)?;
-        at = at.checked_add(name_len)?.checked_add(1)?;
-        let value = bytes.get(at..at.checked_add(value_len)?)?;
-        at = at.checked_add(value_len)?.checked_add(1)?;
-        pairs.push((
-            String::from_utf8_lossy(name).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
-    }
-    Some(pairs)
-}
-
 /// The real host: Envoy, through the proxy-wasm ABI.
 #[cfg(target_arch = "wasm32")]
 pub struct ProxyHost;
@@ -208,6 +177,7 @@ pub struct ProxyHost;
 #[cfg(target_arch = "wasm32")]
 mod proxy_host {
     use super::ProxyHost;
+    use crate::headers::RequestHeaders;
     use crate::vm::{Host, MetricKind};
     use proxy_wasm::hostcalls as hc;
     use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
@@ -232,7 +202,7 @@ mod proxy_host {
             hc::get_current_time().ok()
         }
 
-        fn request_headers(&self) -> Vec<(String, String)> {
+        fn request_headers(&self) -> RequestHeaders {
             abi::request_headers()
         }
 
@@ -331,6 +301,7 @@ mod proxy_host {
     /// name and value twice; these read into one buffer, map every status
     /// to "nothing", and parse what the host returns without trusting it.
     mod abi {
+        use crate::headers::RequestHeaders;
         use std::ptr::null_mut;
 
         #[link(wasm_import_module = "env")]
@@ -383,79 +354,14 @@ mod proxy_host {
             take(status, data, size)
         }
 
-        pub(super) fn request_headers() -> Vec<(String, String)> {
+        pub(super) fn request_headers() -> RequestHeaders {
             let (mut data, mut size) = (null_mut(), 0usize);
             // SAFETY: the out-pointers are valid locals.
             let status =
                 unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
             take(status, data, size)
-                .map(|bytes| super::super::parse_header_pairs(&bytes).unwrap_or_default())
+                .map(|bytes| RequestHeaders::from_abi(&bytes).unwrap_or_default())
                 .unwrap_or_default()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_header_pairs;
-
-    fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (k, v) in pairs {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in pairs {
-            out.extend_from_slice(k);
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
-    }
-
-    #[test]
-    fn header_pairs_round_trip_with_repeats_and_empty_values() {
-        let bytes = serialize(&[
-            (b":path", b"/api?x=1"),
-            (b"authorization", b"Bearer a.b.c"),
-            (b"authorization", b"Bearer d.e.f"),
-            (b"x-empty", b""),
-        ]);
-        let pairs = parse_header_pairs(&bytes).unwrap();
-        let pairs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(
-            pairs,
-            [
-                (":path", "/api?x=1"),
-                ("authorization", "Bearer a.b.c"),
-                ("authorization", "Bearer d.e.f"),
-                ("x-empty", ""),
-            ]
-        );
-        assert_eq!(parse_header_pairs(&serialize(&[])).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn obs_text_is_decoded_lossily() {
-        let pairs = parse_header_pairs(&serialize(&[(b"x", b"caf\xe9")])).unwrap();
-        assert_eq!(pairs[0].1, "caf\u{fffd}");
-    }
-
-    #[test]
-    fn lying_lengths_and_truncation_are_refused() {
-        let good = serialize(&[(b"name", b"value")]);
-        for cut in 0..good.len() - 1 {
-            assert_eq!(parse_header_pairs(&good[..cut]), None, "cut at {cut}");
-        }
-        let mut huge_count = good.clone();
-        huge_count[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(parse_header_pairs(&huge_count), None);
-        let mut huge_len = good.clone();
-        huge_len[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(parse_header_pairs(&huge_len), None);
     }
 }

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
-use crate::cache::{DigestMap, TokenDigest};
+use crate::cache::{BoundedMap, TokenDigest};
 use crate::config::Introspection;
 use crate::json::parse_object;
 
@@ -117,14 +117,14 @@ struct Entry {
 /// provider's `cache_duration` nor past the token's `exp`.
 #[derive(Debug)]
 pub struct IntrospectionCache {
-    entries: DigestMap<Entry>,
+    entries: BoundedMap<TokenDigest, Entry>,
 }
 
 impl IntrospectionCache {
     /// At least one entry: the answer must outlive the call that fetched it.
     pub fn new(capacity: usize) -> IntrospectionCache {
         IntrospectionCache {
-            entries: DigestMap::new(capacity.max(1)),
+            entries: BoundedMap::new(capacity.max(1)),
         }
     }
 

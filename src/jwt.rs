@@ -85,8 +85,7 @@ pub fn verify(
         }
         .into());
     }
-    let digest = TokenCache::digest(token);
-    if let Some(hit) = cache.get(&digest, |p| keys.generation(p), now) {
+    if let Some(hit) = cache.get(token, |p| keys.generation(p), now) {
         let provider = policy
             .providers
             .get(hit.provider)
@@ -100,7 +99,7 @@ pub fn verify(
     let verified = verify_uncached(policy, keys, token, now)?;
     let verified = Arc::new(verified);
     cache.insert(
-        digest,
+        token,
         Arc::clone(&verified),
         keys.generation(verified.provider),
     );

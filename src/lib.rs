@@ -13,6 +13,7 @@ pub mod error;
 pub mod es256;
 pub mod filter;
 pub mod forwarded;
+pub mod headers;
 pub mod introspect;
 pub mod json;
 pub mod jwks;

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::binding::{Thumbprint, ThumbprintCache, thumbprint_of_pem};
-use crate::cache::{TokenCache, TokenDigest};
+use crate::cache::{TokenCache, TokenDigest, token_digest};
 use crate::config::{JwksSource, Policy, RemoteJwks};
 use crate::decision::{self, ClientCertificate, Decision, HeaderOp, Request, Verifier};
 use crate::error::AuthError;
 use crate::forwarded::{self, CertificateSource, Source};
+use crate::headers::RequestHeaders;
 use crate::introspect::{self, IntrospectionCache};
 use crate::jwks::{KeyRing, KeySet, SkippedKey};
 use crate::remote::{self, FetchState, SharedJwks};
@@ -29,7 +30,7 @@ pub trait Host {
     fn env_var(&self, name: &str) -> Option<String>;
     fn now(&self) -> Option<std::time::SystemTime>;
     /// The request headers of the effective stream.
-    fn request_headers(&self) -> Vec<(String, String)>;
+    fn request_headers(&self) -> RequestHeaders;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Sets (`Some`) or removes (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>);
@@ -528,7 +529,7 @@ impl Vm {
                     PendingIntrospection {
                         context_id,
                         provider,
-                        digest: TokenCache::digest(token),
+                        digest: token_digest(token),
                     },
                 );
                 true
@@ -846,11 +847,11 @@ impl Vm {
 }
 
 /// `:path`, or `/` for a request without one.
-fn request_path(headers: &[(String, String)]) -> &str {
+fn request_path(headers: &RequestHeaders) -> &str {
     headers
         .iter()
-        .find(|(n, _)| n == ":path")
-        .map_or("/", |(_, v)| v.as_str())
+        .find(|(n, _)| *n == ":path")
+        .map_or("/", |(_, v)| v)
 }
 
 /// Logs the keys a JWKS had that cannot be used, and why.
@@ -871,7 +872,7 @@ pub fn log_skipped_keys(host: &dyn Host, provider: &str, skipped: &[SkippedKey])
 /// trusted hop.
 struct PeerCertificate<'a> {
     host: &'a dyn Host,
-    headers: &'a [(String, String)],
+    headers: &'a RequestHeaders,
     read: Vec<(CertificateSource, Option<Thumbprint>)>,
     /// A forwarded certificate header came from an untrusted hop.
     untrusted: bool,
@@ -899,7 +900,7 @@ impl PeerCertificate<'_> {
             .headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str());
+            .map(|(_, v)| v);
         let value = values.next()?;
         if values.next().is_some() {
             // Two copies of the header: no way to tell which hop wrote which.

@@ -53,7 +53,10 @@ fn run(
             cache: &mut cache,
             introspection: &IntrospectionCache::new(1),
         },
-        Request { path, headers },
+        Request {
+            path,
+            headers: &headers.iter().cloned().collect(),
+        },
         &mut cert,
         now(),
     )
@@ -784,6 +787,34 @@ fn remote_jwks_config() {
 }
 
 #[test]
+fn token_cache_hits_only_the_exact_token() {
+    use certbound::jwt;
+    let p = simple_policy(json!({}));
+    let keys = KeyRing::for_policy(&p);
+    let mut cache = TokenCache::new(10);
+    let t = token("good_ES256");
+    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    // The cached token with one character of its signature changed, with a
+    // byte appended, or cut short: each is verified on its own and fails.
+    let last = t.chars().last().unwrap();
+    let edited = format!(
+        "{}{}",
+        &t[..t.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    for other in [edited, format!("{t}A"), t[..t.len() - 1].to_string()] {
+        let hits = cache.hits;
+        assert!(
+            jwt::verify(&p, &keys, &mut cache, &other, now()).is_err(),
+            "{other}"
+        );
+        assert_eq!(cache.hits, hits, "{other} was answered from the cache");
+    }
+    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert_eq!(cache.hits, 1);
+}
+
+#[test]
 fn token_cache_skips_only_the_signature() {
     use certbound::jwt;
     let p = simple_policy(json!({}));
@@ -826,7 +857,7 @@ fn token_cache_skips_only_the_signature() {
             },
             Request {
                 path: "/",
-                headers: &h,
+                headers: &h.iter().cloned().collect(),
             },
             &mut c,
             now(),

@@ -14,6 +14,7 @@
 mod common;
 
 use certbound::filter::{CertboundRoot, Host, MetricKind};
+use certbound::headers::RequestHeaders;
 use common::*;
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::Action;
@@ -190,8 +191,8 @@ impl Host for FakeHost {
     fn now(&self) -> Option<SystemTime> {
         self.0.borrow().now
     }
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.stream(|st| st.headers.clone())
+    fn request_headers(&self) -> RequestHeaders {
+        self.stream(|st| st.headers.iter().cloned().collect())
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         self.stream(|st| st.properties.get(&path.join(".")).cloned())

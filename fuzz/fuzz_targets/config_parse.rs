@@ -106,7 +106,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = decide(
             &policy,
             verifier,
-            Request { path, headers },
+            Request {
+                path,
+                headers: &headers.iter().cloned().collect(),
+            },
             &mut cert,
             f.now,
         );

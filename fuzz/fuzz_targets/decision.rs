@@ -516,7 +516,7 @@ fn request(
         },
         Request {
             path: &path,
-            headers: &headers,
+            headers: &headers.iter().cloned().collect(),
         },
         &mut presented,
         now,

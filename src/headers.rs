@@ -1,0 +1,165 @@
+//! A request's headers, as the decision reads them: one block of text and
+//! the (name, value) spans in it.
+//!
+//! Every request reads the whole header map (certbound must see every copy
+//! of a token header). Kept as one string rather than a `String` per name
+//! and value, the map costs two allocations instead of two per header.
+
+/// Request headers in the order the host gave them; names lowercase as
+/// Envoy gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestHeaders {
+    text: String,
+    /// Per header: where its name starts, where its value starts (the name's
+    /// end), where its value ends.
+    spans: Vec<[usize; 3]>,
+}
+
+impl RequestHeaders {
+    /// `(name, value)` of each header.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.spans.iter().map(|&[name, value, end]| {
+            (
+                self.text.get(name..value).unwrap_or(""),
+                self.text.get(value..end).unwrap_or(""),
+            )
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    fn push(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let mid = self.text.len();
+        self.text.push_str(value);
+        self.spans.push([start, mid, self.text.len()]);
+    }
+
+    /// Parses the proxy-wasm ABI's header map form: a u32 count, then a
+    /// (name length, value length) u32 pair per entry, then each name and
+    /// each value followed by a NUL; integers little-endian. Read without
+    /// trusting the lengths: `None` if they do not fit. Values may hold
+    /// obs-text (non-UTF-8 octets): decoded lossily, so such a value can
+    /// never pass as a token.
+    pub fn from_abi(bytes: &[u8]) -> Option<RequestHeaders> {
+        let word = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(b)).ok()
+        };
+        let count = word(0)?;
+        let mut at = count.checked_mul(8)?.checked_add(4)?;
+        if at > bytes.len() {
+            return None;
+        }
+        let mut headers = RequestHeaders {
+            text: String::with_capacity(bytes.len() - at),
+            spans: Vec::with_capacity(count),
+        };
+        for i in 0..count {
+            let name_len = word(4 + i * 8)?;
+            let value_len = word(8 + i * 8)?;
+            let name = bytes.get(at..at.checked_add(name_len)?)?;
+            at = at.checked_add(name_len)?.checked_add(1)?;
+            let value = bytes.get(at..at.checked_add(value_len)?)?;
+            at = at.checked_add(value_len)?.checked_add(1)?;
+            headers.push(&text(name), &text(value));
+        }
+        Some(headers)
+    }
+}
+
+/// UTF-8 as is (the common case, checked by the fast validator), else
+/// decoded lossily.
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match core::str::from_utf8(bytes) {
+        Ok(s) => s.into(),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for RequestHeaders {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut headers = RequestHeaders::default();
+        for (k, v) in iter {
+            headers.push(k.as_ref(), v.as_ref());
+        }
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestHeaders;
+
+    fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend_from_slice(k);
+            out.push(0);
+            out.extend_from_slice(v);
+            out.push(0);
+        }
+        out
+    }
+
+    fn pairs(h: &RequestHeaders) -> Vec<(&str, &str)> {
+        h.iter().collect()
+    }
+
+    #[test]
+    fn header_pairs_round_trip_with_repeats_and_empty_values() {
+        let bytes = serialize(&[
+            (b":path", b"/api?x=1"),
+            (b"authorization", b"Bearer a.b.c"),
+            (b"authorization", b"Bearer d.e.f"),
+            (b"x-empty", b""),
+            (b"", b"empty-name"),
+        ]);
+        let h = RequestHeaders::from_abi(&bytes).unwrap();
+        let want = [
+            (":path", "/api?x=1"),
+            ("authorization", "Bearer a.b.c"),
+            ("authorization", "Bearer d.e.f"),
+            ("x-empty", ""),
+            ("", "empty-name"),
+        ];
+        assert_eq!(pairs(&h), want);
+        assert_eq!(h, want.into_iter().collect());
+        assert!(
+            RequestHeaders::from_abi(&serialize(&[]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn obs_text_is_decoded_lossily() {
+        let h = RequestHeaders::from_abi(&serialize(&[(b"x", b"caf\xe9"), (b"y", b"ok")])).unwrap();
+        assert_eq!(pairs(&h), [("x", "caf\u{fffd}"), ("y", "ok")]);
+    }
+
+    #[test]
+    fn lying_lengths_and_truncation_are_refused() {
+        let good = serialize(&[(b"name", b"value")]);
+        for cut in 0..good.len() - 1 {
+            assert_eq!(RequestHeaders::from_abi(&good[..cut]), None, "cut at {cut}");
+        }
+        let mut huge_count = good.clone();
+        huge_count[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(RequestHeaders::from_abi(&huge_count), None);
+        let mut huge_len = good.clone();
+        huge_len[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(RequestHeaders::from_abi(&huge_len), None);
+    }
+}
