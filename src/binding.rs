@@ -5,6 +5,39 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
+/// What a token's `cnf` claim asks of the client (RFC 8705 §3.1), read
+/// once when the token is verified, so a cached token is not parsed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// No `cnf` claim.
+    Absent,
+    /// `cnf` with `x5t#S256`: the certificate thumbprint to match.
+    X5tS256(Thumbprint),
+    /// `cnf` without `x5t#S256` (only other methods, such as DPoP's `jkt`).
+    OtherMethod,
+    /// `cnf` that is no object, or an `x5t#S256` that is not a strict
+    /// base64url SHA-256 value.
+    Malformed,
+}
+
+impl Confirmation {
+    pub fn of_claims(claims: &serde_json::Map<String, serde_json::Value>) -> Confirmation {
+        use serde_json::Value;
+        let cnf = match claims.get("cnf") {
+            None => return Confirmation::Absent,
+            Some(Value::Object(cnf)) => cnf,
+            Some(_) => return Confirmation::Malformed,
+        };
+        match cnf.get("x5t#S256") {
+            None => Confirmation::OtherMethod,
+            Some(Value::String(s)) => {
+                Thumbprint::from_x5t_s256(s).map_or(Confirmation::Malformed, Confirmation::X5tS256)
+            }
+            Some(_) => Confirmation::Malformed,
+        }
+    }
+}
+
 /// Upper bound on the certificate text read from the host, in bytes.
 pub const MAX_CERT_BYTES: usize = 64 * 1024;
 

@@ -6,10 +6,10 @@
 //! every request, against that request's connection.
 //!
 //! Keyed by the token itself, as Envoy's `jwt_authn` keys its cache: a hit
-//! means these exact bytes were verified before. The map hashes with std's
-//! SipHash under a random per-VM key (no crafted collisions) and compares
-//! the whole token on a hit, so no hash collision can ever stand in for a
-//! verification. Until issue 9 the key was the token's SHA-256; on the hot
+//! means these exact bytes were verified before. Entries are found by the
+//! token's SipHash under a random per-VM key, and the whole token is
+//! compared on a hit, so no hash collision can ever stand in for a
+//! verification; and only verified tokens are ever inserted. Until issue 9 the key was the token's SHA-256; on the hot
 //! path that hash was most of a cached request's cost in wasm, which has no
 //! SHA instructions (BENCHMARKS.md). The introspection cache still keys by
 //! SHA-256 ([`token_digest`]).
@@ -17,7 +17,7 @@
 use sha2::{Digest, Sha256};
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 
 use crate::config::MAX_CLOCK_SKEW;
@@ -95,14 +95,19 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
 
 #[derive(Debug)]
 struct Entry {
+    /// The token, compared in full on every hit.
+    key: Box<str>,
     token: Arc<VerifiedToken>,
     generation: u64,
 }
 
 #[derive(Debug)]
 pub struct TokenCache {
-    /// One copy of each token, shared by the map and the eviction order.
-    entries: BoundedMap<Arc<str>, Entry>,
+    /// SipHash under a key drawn at random when the VM starts.
+    hasher: RandomState,
+    /// By the token's hash: one entry per hash value. Two tokens with the
+    /// same hash (never seen in practice) only evict each other.
+    entries: BoundedMap<u64, Entry>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -116,6 +121,7 @@ impl Default for TokenCache {
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
+            hasher: RandomState::new(),
             entries: BoundedMap::new(capacity),
             hits: 0,
             misses: 0,
@@ -143,21 +149,25 @@ impl TokenCache {
         if self.entries.capacity == 0 {
             return None;
         }
-        let fresh = self.entries.get(token).map(|e| {
-            let expired = e
-                .token
-                .expires_at
-                .is_some_and(|exp| i128::from(now) >= i128::from(exp) + i128::from(MAX_CLOCK_SKEW));
-            (!expired && e.generation == generation_of(e.token.provider))
-                .then(|| Arc::clone(&e.token))
-        });
+        let hash = self.hasher.hash_one(token.as_bytes());
+        let fresh = self
+            .entries
+            .get(&hash)
+            .filter(|e| same_bytes(e.key.as_bytes(), token.as_bytes()))
+            .map(|e| {
+                let expired = e.token.expires_at().is_some_and(|exp| {
+                    i128::from(now) >= i128::from(exp) + i128::from(MAX_CLOCK_SKEW)
+                });
+                (!expired && e.generation == generation_of(e.token.provider))
+                    .then(|| Arc::clone(&e.token))
+            });
         match fresh {
             Some(Some(token)) => {
                 self.hits += 1;
                 Some(token)
             }
             Some(None) => {
-                self.entries.remove(token);
+                self.entries.remove(&hash);
                 self.misses += 1;
                 None
             }
@@ -173,11 +183,46 @@ impl TokenCache {
             return;
         }
         self.entries.insert(
-            Arc::from(token),
+            self.hasher.hash_one(token.as_bytes()),
             Entry {
+                key: token.into(),
                 token: verified,
                 generation,
             },
         );
+    }
+}
+
+/// `a == b`, eight bytes at a time: in wasm, `memcmp` is a byte loop, and
+/// every cache hit compares a whole token.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tails_equal = wa.remainder() == wb.remainder();
+    tails_equal
+        && wa.zip(wb).all(|(x, y)| {
+            let word = |c: &[u8]| <[u8; 8]>::try_from(c).ok().map(u64::from_ne_bytes);
+            word(x) == word(y)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn same_bytes_compares_every_byte() {
+        for len in 0..40usize {
+            let a: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            for i in 0..len {
+                let mut b = a.clone();
+                b[i] ^= 0x80;
+                assert!(!same_bytes(&a, &b), "len {len}, byte {i}");
+            }
+            assert!(!same_bytes(&a, &a[..len.saturating_sub(1)]) || len == 0);
+        }
     }
 }

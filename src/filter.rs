@@ -337,14 +337,17 @@ mod proxy_host {
         }
 
         pub(super) fn property(path: &[&str]) -> Option<Vec<u8>> {
-            // Path segments joined by NUL (the ABI's property path form).
-            let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+            // Path segments joined by NUL (the ABI's property path form),
+            // on the stack: every request reads a property.
+            let mut buf = [0u8; 128];
+            let mut len = 0usize;
             for (i, part) in path.iter().enumerate() {
-                if i > 0 {
-                    serialized.push(0);
-                }
-                serialized.extend_from_slice(part.as_bytes());
+                let start = len + usize::from(i > 0);
+                let end = start.checked_add(part.len())?;
+                buf.get_mut(start..end)?.copy_from_slice(part.as_bytes());
+                len = end;
             }
+            let serialized = buf.get(..len)?;
             let (mut data, mut size) = (null_mut(), 0usize);
             // SAFETY: the path buffer outlives the call; the out-pointers
             // are valid locals.

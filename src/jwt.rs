@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use std::sync::Arc;
 
+use crate::binding::Confirmation;
 use crate::cache::TokenCache;
 use crate::config::{Policy, Provider, normalize_media_type};
 use crate::error::AuthError;
@@ -29,8 +30,33 @@ pub struct VerifiedToken {
     pub claims: Map<String, Value>,
     /// The base64url payload segment, as sent.
     pub payload_b64: String,
+    /// `exp`, `nbf` and `iat`, read when the token was verified.
+    pub times: Times,
+    /// The `cnf` claim, read when the token was verified.
+    pub confirmation: Confirmation,
+}
+
+impl VerifiedToken {
+    /// A token whose signature (or introspection) and claims were checked.
+    pub fn new(
+        provider: usize,
+        claims: Map<String, Value>,
+        payload_b64: String,
+        times: Times,
+    ) -> VerifiedToken {
+        VerifiedToken {
+            provider,
+            confirmation: Confirmation::of_claims(&claims),
+            claims,
+            payload_b64,
+            times,
+        }
+    }
+
     /// `exp`, when present (Unix seconds).
-    pub expires_at: Option<i64>,
+    pub fn expires_at(&self) -> Option<i64> {
+        self.times.exp
+    }
 }
 
 /// The protected header members this filter reads (RFC 7515 §4.1).
@@ -90,7 +116,7 @@ pub fn verify(
             .providers
             .get(hit.provider)
             .ok_or(AuthError::WrongIssuer)?;
-        check_claims(provider, &hit.claims, now).map_err(|error| Rejection {
+        check_cached_claims(provider, &hit, now).map_err(|error| Rejection {
             error,
             provider: Some(hit.provider),
         })?;
@@ -151,13 +177,13 @@ fn verify_uncached(
     key.verify(token, options)
         .map_err(|e| routed(map_jwt_error(&e)))?;
 
-    let expires_at = check_claims(provider, &claims, now).map_err(routed)?;
-    Ok(VerifiedToken {
-        provider: provider_index,
-        payload_b64: payload_b64.to_string(),
-        expires_at,
+    let times = check_claims(provider, &claims, now).map_err(routed)?;
+    Ok(VerifiedToken::new(
+        provider_index,
         claims,
-    })
+        payload_b64.to_string(),
+        times,
+    ))
 }
 
 /// The claim rules, one at a time. Returns `exp`.
@@ -165,14 +191,29 @@ pub(crate) fn check_claims(
     provider: &Provider,
     claims: &Map<String, Value>,
     now: i64,
-) -> Result<Option<i64>, AuthError> {
+) -> Result<Times, AuthError> {
     let times = Times::read(claims)?;
-    check_expiration(provider, &times, now)?;
-    check_not_before(provider, &times, now)?;
-    check_issued_at(provider, &times, now)?;
-    check_lifetime(provider, &times, now)?;
+    check_times(provider, &times, now)?;
     check_audience(provider, claims)?;
-    Ok(times.exp)
+    Ok(times)
+}
+
+/// The checks a cached token still gets on every request: time and
+/// audience, on the times read when it was verified.
+fn check_cached_claims(
+    provider: &Provider,
+    token: &VerifiedToken,
+    now: i64,
+) -> Result<(), AuthError> {
+    check_times(provider, &token.times, now)?;
+    check_audience(provider, &token.claims)
+}
+
+fn check_times(provider: &Provider, times: &Times, now: i64) -> Result<(), AuthError> {
+    check_expiration(provider, times, now)?;
+    check_not_before(provider, times, now)?;
+    check_issued_at(provider, times, now)?;
+    check_lifetime(provider, times, now)
 }
 
 /// The `iss` of a JWS, unverified: for routing only.
@@ -297,10 +338,12 @@ fn numeric_date(v: &Value) -> Option<i64> {
     (0..=MAX_NUMERIC_DATE).contains(&secs).then_some(secs)
 }
 
-struct Times {
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
+/// A token's registered time claims (RFC 7519 §4.1.4–4.1.6), Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
 }
 
 impl Times {
