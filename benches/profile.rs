@@ -137,7 +137,7 @@ impl Host for CountingHost {
         // As Envoy hands them over: one buffer in the ABI's map form.
         let bytes = abi_map(&self.0.borrow().headers);
         self.add_bytes(bytes.len());
-        RequestHeaders::from_abi(&bytes).unwrap()
+        RequestHeaders::from_abi(bytes).unwrap()
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         if path == ["connection", "sha256_peer_certificate_digest"] {

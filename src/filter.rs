@@ -363,7 +363,7 @@ mod proxy_host {
             let status =
                 unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
             take(status, data, size)
-                .map(|bytes| RequestHeaders::from_abi(&bytes).unwrap_or_default())
+                .map(|bytes| RequestHeaders::from_abi(bytes).unwrap_or_default())
                 .unwrap_or_default()
         }
     }

@@ -7,20 +7,28 @@
 
 /// Request headers in the order the host gave them; names lowercase as
 /// Envoy gives them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestHeaders {
     text: String,
-    /// Per header: where its name starts, where its value starts (the name's
-    /// end), where its value ends.
-    spans: Vec<[usize; 3]>,
+    /// Per header: the start and end of its name, then of its value.
+    spans: Vec<[usize; 4]>,
 }
+
+/// Equal when they hold the same headers in the same order.
+impl PartialEq for RequestHeaders {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for RequestHeaders {}
 
 impl RequestHeaders {
     /// `(name, value)` of each header.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.spans.iter().map(|&[name, value, end]| {
+        self.spans.iter().map(|&[name, name_end, value, end]| {
             (
-                self.text.get(name..value).unwrap_or(""),
+                self.text.get(name..name_end).unwrap_or(""),
                 self.text.get(value..end).unwrap_or(""),
             )
         })
@@ -39,7 +47,7 @@ impl RequestHeaders {
         self.text.push_str(name);
         let mid = self.text.len();
         self.text.push_str(value);
-        self.spans.push([start, mid, self.text.len()]);
+        self.spans.push([start, mid, mid, self.text.len()]);
     }
 
     /// Parses the proxy-wasm ABI's header map form: a u32 count, then a
@@ -48,30 +56,54 @@ impl RequestHeaders {
     /// trusting the lengths: `None` if they do not fit. Values may hold
     /// obs-text (non-UTF-8 octets): decoded lossily, so such a value can
     /// never pass as a token.
-    pub fn from_abi(bytes: &[u8]) -> Option<RequestHeaders> {
-        let word = |at: usize| -> Option<usize> {
+    ///
+    /// The host's buffer becomes the text: once the spans are read, the
+    /// binary count and lengths are overwritten with NULs, and if the whole
+    /// buffer is then UTF-8 (one pass of the fast validator) it is kept as
+    /// is, with no copy. Every span starts and ends next to a NUL, so each
+    /// is on a character boundary.
+    pub fn from_abi(mut bytes: Vec<u8>) -> Option<RequestHeaders> {
+        let word = |bytes: &[u8], at: usize| -> Option<usize> {
             let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
             usize::try_from(u32::from_le_bytes(b)).ok()
         };
-        let count = word(0)?;
-        let mut at = count.checked_mul(8)?.checked_add(4)?;
-        if at > bytes.len() {
+        let count = word(&bytes, 0)?;
+        let table_end = count.checked_mul(8)?.checked_add(4)?;
+        if table_end > bytes.len() {
             return None;
         }
-        let mut headers = RequestHeaders {
-            text: String::with_capacity(bytes.len() - at),
-            spans: Vec::with_capacity(count),
-        };
+        let mut spans = Vec::with_capacity(count);
+        let mut at = table_end;
         for i in 0..count {
-            let name_len = word(4 + i * 8)?;
-            let value_len = word(8 + i * 8)?;
-            let name = bytes.get(at..at.checked_add(name_len)?)?;
-            at = at.checked_add(name_len)?.checked_add(1)?;
-            let value = bytes.get(at..at.checked_add(value_len)?)?;
-            at = at.checked_add(value_len)?.checked_add(1)?;
-            headers.push(&text(name), &text(value));
+            let name_len = word(&bytes, 4 + i * 8)?;
+            let value_len = word(&bytes, 8 + i * 8)?;
+            let name = at;
+            let value = name.checked_add(name_len)?.checked_add(1)?;
+            let end = value.checked_add(value_len)?;
+            // Each name and value is followed by its NUL; the last NUL may be
+            // missing.
+            if end > bytes.len() {
+                return None;
+            }
+            spans.push([name, name + name_len, value, end]);
+            at = end.checked_add(1)?;
         }
-        Some(headers)
+        bytes.get_mut(..table_end)?.fill(0);
+        match String::from_utf8(bytes) {
+            Ok(text) => Some(RequestHeaders { text, spans }),
+            Err(e) => {
+                // Obs-text somewhere: a compact copy, decoded per header.
+                let bytes = e.into_bytes();
+                let mut headers = RequestHeaders {
+                    text: String::with_capacity(bytes.len()),
+                    spans: Vec::with_capacity(count),
+                };
+                for [n, ne, v, e] in spans {
+                    headers.push(&text(bytes.get(n..ne)?), &text(bytes.get(v..e)?));
+                }
+                Some(headers)
+            }
+        }
     }
 }
 
@@ -126,7 +158,7 @@ mod tests {
             (b"x-empty", b""),
             (b"", b"empty-name"),
         ]);
-        let h = RequestHeaders::from_abi(&bytes).unwrap();
+        let h = RequestHeaders::from_abi(bytes).unwrap();
         let want = [
             (":path", "/api?x=1"),
             ("authorization", "Bearer a.b.c"),
@@ -136,30 +168,44 @@ mod tests {
         ];
         assert_eq!(pairs(&h), want);
         assert_eq!(h, want.into_iter().collect());
-        assert!(
-            RequestHeaders::from_abi(&serialize(&[]))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(RequestHeaders::from_abi(serialize(&[])).unwrap().is_empty());
     }
 
     #[test]
     fn obs_text_is_decoded_lossily() {
-        let h = RequestHeaders::from_abi(&serialize(&[(b"x", b"caf\xe9"), (b"y", b"ok")])).unwrap();
+        let h = RequestHeaders::from_abi(serialize(&[(b"x", b"caf\xe9"), (b"y", b"ok")])).unwrap();
         assert_eq!(pairs(&h), [("x", "caf\u{fffd}"), ("y", "ok")]);
     }
 
     #[test]
     fn lying_lengths_and_truncation_are_refused() {
-        let good = serialize(&[(b"name", b"value")]);
+        let good = serialize(&[(b"name", b"value"), (b"n2", b"v2")]);
         for cut in 0..good.len() - 1 {
-            assert_eq!(RequestHeaders::from_abi(&good[..cut]), None, "cut at {cut}");
+            assert_eq!(
+                RequestHeaders::from_abi(good[..cut].to_vec()),
+                None,
+                "cut at {cut}"
+            );
         }
-        let mut huge_count = good.clone();
-        huge_count[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(RequestHeaders::from_abi(&huge_count), None);
-        let mut huge_len = good.clone();
-        huge_len[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(RequestHeaders::from_abi(&huge_len), None);
+        assert!(RequestHeaders::from_abi(good[..good.len() - 1].to_vec()).is_some());
+        for at in [0, 4, 8, 12, 16] {
+            let mut huge = good.clone();
+            huge[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            assert_eq!(RequestHeaders::from_abi(huge), None, "u32::MAX at {at}");
+        }
+        // Lengths that overlap the next entry still parse into spans of
+        // the buffer (the host owns the layout); they never panic.
+        let mut longer = good.clone();
+        longer[8..12].copy_from_slice(&7u32.to_le_bytes());
+        let _ = RequestHeaders::from_abi(longer);
+    }
+
+    /// Lengths whose bytes are not UTF-8 (200 = 0xC8) do not matter: the
+    /// table is overwritten before the text is validated.
+    #[test]
+    fn binary_lengths_do_not_force_the_lossy_path() {
+        let long = "v".repeat(200);
+        let h = RequestHeaders::from_abi(serialize(&[(b"x", long.as_bytes())])).unwrap();
+        assert_eq!(pairs(&h), [("x", long.as_str())]);
     }
 }
