@@ -354,6 +354,7 @@ impl Vm {
         let mut cert = PeerCertificate {
             host,
             headers: &headers,
+            connection: None,
             read: Vec::new(),
             untrusted: false,
             thumbprints: Rc::clone(&self.thumbprints),
@@ -873,6 +874,10 @@ pub fn log_skipped_keys(host: &dyn Host, provider: &str, skipped: &[SkippedKey])
 struct PeerCertificate<'a> {
     host: &'a dyn Host,
     headers: &'a RequestHeaders,
+    /// The connection's thumbprint, once read (it depends on nothing else
+    /// in the source's configuration).
+    connection: Option<Option<Thumbprint>>,
+    /// Forwarded certificates read so far, by source.
     read: Vec<(CertificateSource, Option<Thumbprint>)>,
     /// A forwarded certificate header came from an untrusted hop.
     untrusted: bool,
@@ -881,13 +886,15 @@ struct PeerCertificate<'a> {
 
 impl ClientCertificate for PeerCertificate<'_> {
     fn thumbprint(&mut self, source: &CertificateSource) -> Option<Thumbprint> {
+        if source.source == Source::Connection {
+            return *self
+                .connection
+                .get_or_insert_with(|| read_peer_thumbprint(self.host, &self.thumbprints));
+        }
         if let Some((_, t)) = self.read.iter().find(|(s, _)| s == source) {
             return *t;
         }
-        let t = match &source.source {
-            Source::Connection => read_peer_thumbprint(self.host, &self.thumbprints),
-            forwarded => self.forwarded(source, forwarded),
-        };
+        let t = self.forwarded(source, &source.source);
         self.read.push((source.clone(), t));
         t
     }
