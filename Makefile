@@ -76,7 +76,7 @@ OHA_VERSION  := 1.16.0
 OHA_STAMP    := $(CURDIR)/target/tools/.oha-$(OHA_VERSION)
 BENCH_OUT    := $(CURDIR)/target/bench
 
-.PHONY: bench bench-tools bench-fixture bench-micro bench-envoy bench-profile
+.PHONY: bench bench-tools bench-fixture bench-micro bench-envoy bench-profile bench-instructions
 
 # oha (HTTP load generator with client certificates), project-local, once.
 $(OHA_STAMP):
@@ -102,6 +102,12 @@ bench-envoy: build bench-fixture bench-tools venv
 
 bench: bench-micro
 	$(MAKE) --no-print-directory bench-envoy BENCH_GOAL=bench
+
+# Instructions per request in Envoy, under callgrind: deterministic, unlike
+# req/s on a shared machine (~10 min; needs valgrind).
+bench-instructions: build bench-fixture bench-tools venv
+	@command -v valgrind >/dev/null || { echo "bench-instructions: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+	$(VENV)/bin/python $(CURDIR)/benches/instructions.py $(INSTR_ARGS)
 
 bench-profile:
 	@command -v valgrind >/dev/null || { echo "bench-profile: needs valgrind (apt-get install valgrind)" >&2; exit 1; }

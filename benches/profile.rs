@@ -31,7 +31,7 @@ use certbound::config;
 use certbound::decision::Verifier;
 use certbound::decision::{self, Request};
 use certbound::filter::{CertboundRoot, Host, MetricKind};
-use certbound::headers::RequestHeaders;
+use certbound::headers::{RequestHeaders, encode_abi};
 use certbound::introspect::IntrospectionCache;
 use certbound::jwks::KeyRing;
 use certbound::jwt;
@@ -135,7 +135,7 @@ impl Host for CountingHost {
     fn request_headers(&self) -> RequestHeaders {
         self.count("get_map(request_headers)");
         // As Envoy hands them over: one buffer in the ABI's map form.
-        let bytes = abi_map(&self.0.borrow().headers);
+        let bytes = encode_abi(&self.0.borrow().headers);
         self.add_bytes(bytes.len());
         RequestHeaders::from_abi(bytes).unwrap()
     }
@@ -239,23 +239,6 @@ fn url_encode(pem: &str) -> String {
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
-    }
-    out
-}
-
-/// The proxy-wasm ABI's header map form (count, lengths, NUL-ended
-/// names and values), as the host writes it into the VM.
-fn abi_map(pairs: &[(String, String)]) -> Vec<u8> {
-    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
     }
     out
 }

@@ -107,6 +107,24 @@ impl RequestHeaders {
     }
 }
 
+/// The proxy-wasm ABI's header map form of `pairs`, as a host writes it:
+/// the inverse of [`RequestHeaders::from_abi`] (for fake hosts and tests).
+pub fn encode_abi<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let mut out = len(pairs.len()).to_vec();
+    for (k, v) in pairs {
+        out.extend_from_slice(&len(k.as_ref().len()));
+        out.extend_from_slice(&len(v.as_ref().len()));
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_ref());
+        out.push(0);
+        out.extend_from_slice(v.as_ref());
+        out.push(0);
+    }
+    out
+}
+
 /// UTF-8 as is (the common case, checked by the fast validator), else
 /// decoded lossily.
 fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
@@ -131,18 +149,7 @@ mod tests {
     use super::RequestHeaders;
 
     fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (k, v) in pairs {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in pairs {
-            out.extend_from_slice(k);
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
+        super::encode_abi(pairs)
     }
 
     fn pairs(h: &RequestHeaders) -> Vec<(&str, &str)> {
