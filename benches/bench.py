@@ -678,8 +678,27 @@ def results_tables(cells: dict[tuple[str, str], Cell | None], plan: Plan, algs: 
     return "\n".join(lines)
 
 
-def targets_section(cells: dict[tuple[str, str], Cell | None], plan: Plan, algs: list[str]) -> str:
-    lines = ["| target | algorithm | measured | verdict |", "|---|---|---:|---|"]
+def paired(runs: list[Run], key: str, ref: str, alg: str) -> str:
+    """Median over rounds of this round's (key) ÷ this round's (ref): the two
+    runs are next to each other in time, so slow changes in the machine's
+    load cancel out, which they do not in a ratio of medians."""
+    by_round: dict[int, dict[str, Run]] = {}
+    for r in runs:
+        if r.alg == alg and r.valid and r.variant in (key, ref):
+            by_round.setdefault(r.round, {})[r.variant] = r
+    pairs = [(g[key], g[ref]) for g in by_round.values() if key in g and ref in g]
+    if not pairs:
+        return "–"
+    rr = sorted(a.rps / b.rps for a, b in pairs)
+    pr = statistics.median(a.p99_ms / b.p99_ms for a, b in pairs)
+    return (f"{statistics.median(rr):.2f}× ({rr[0]:.2f}–{rr[-1]:.2f} over {len(pairs)} rounds), "
+            f"p99 {pr:.2f}×")
+
+
+def targets_section(cells: dict[tuple[str, str], Cell | None], plan: Plan, algs: list[str],
+                    runs: list[Run]) -> str:
+    lines = ["| target | algorithm | measured (ratio of medians) | paired by round | verdict |",
+             "|---|---|---:|---:|---|"]
 
     def get(k: str, alg: str) -> Cell | None:
         return cells.get((k, alg)) if k in plan.variants else None
@@ -687,26 +706,27 @@ def targets_section(cells: dict[tuple[str, str], Cell | None], plan: Plan, algs:
     for alg in algs:
         c, w = get("c", alg), get("w", alg)
         if "c" in plan.na:
-            lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | – | "
+            lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | – | – | "
                          f"not measurable: {plan.na['c']} |")
         elif "c" not in plan.variants or "w" not in plan.variants:
-            lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | – | not run (--only) |")
+            lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | – | – | not run (--only) |")
         elif c is None or w is None:
-            lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | – | invalid runs |")
+            lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | – | – | invalid runs |")
         else:
             rr, pr = c.rps / w.rps, c.p99 / w.p99
             ok = rr >= 0.9 and pr <= 1.2
             lines.append(f"| (c) req/s ≥ 0.9 × (w), p99 ≤ 1.2 × (w) | {alg} | "
-                         f"{rr:.2f}×, p99 {pr:.2f}× | {'met' if ok else '**not met**'} |")
+                         f"{rr:.2f}×, p99 {pr:.2f}× | {paired(runs, 'c', 'w', alg)} | "
+                         f"{'met' if ok else '**not met**'} |")
     d, b2 = get("d", "ES256"), get("b2", "ES256")
     if "ES256" in algs:
         if "d" not in plan.variants or "b2" not in plan.variants:
-            lines.append("| (d) req/s ≥ 0.5 × (b′) | ES256 | – | not run (--only) |")
+            lines.append("| (d) req/s ≥ 0.5 × (b′) | ES256 | – | – | not run (--only) |")
         elif d is None or b2 is None:
-            lines.append("| (d) req/s ≥ 0.5 × (b′) | ES256 | – | invalid runs |")
+            lines.append("| (d) req/s ≥ 0.5 × (b′) | ES256 | – | – | invalid runs |")
         else:
             rr = d.rps / b2.rps
-            lines.append(f"| (d) req/s ≥ 0.5 × (b′) | ES256 | {rr:.2f}× | "
+            lines.append(f"| (d) req/s ≥ 0.5 × (b′) | ES256 | {rr:.2f}× | {paired(runs, 'd', 'b2', 'ES256')} | "
                          f"{'met' if rr >= 0.5 else '**not met**'} |")
     return "\n".join(lines) + "\n"
 
@@ -972,7 +992,7 @@ def main() -> int:
     tables = results_tables(cells, plan, algs, sizes)
     print()
     print(tables)
-    print(targets_section(cells, plan, algs))
+    print(targets_section(cells, plan, algs, runs))
 
     if args.out == "-":
         return 0
@@ -1014,7 +1034,7 @@ counters for (b), certbound's for (c)–(e)).
 {tables}
 ### Targets of issue 9
 
-{targets_section(cells, plan, algs)}
+{targets_section(cells, plan, algs, runs)}
 Envoy counters at the end of the run (cache hits prove the cache was used):
 {', '.join(f'`{k}` {v:,}' for k, v in sorted(interesting.items())) or 'none'}.
 

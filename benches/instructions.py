@@ -78,9 +78,8 @@ def count(variant: str, alg: str, n: int, m: bench.Material, wasm: dict[str, Pat
         def load(k: int) -> None:
             c = [str(oha), "-n", str(k), "-c", "4", "--no-tui", "--output-format", "json",
                  "--cacert", str(m.ca), "--cert", str(m.client_cert), "--key", str(m.client_key)]
-            if variant != "a":
-                c += ["-H", f"authorization: Bearer {m.tokens[alg]}"]
-            c.append(f"https://127.0.0.1:{port}/")
+            # Every variant gets the token, as in bench.py: (a) parses it too.
+            c += ["-H", f"authorization: Bearer {m.tokens[alg]}", f"https://127.0.0.1:{port}/"]
             res = subprocess.run(c, capture_output=True, text=True, timeout=1800)
             codes = json.loads(res.stdout).get("statusCodeDistribution") or {}
             if codes != {"200": k}:

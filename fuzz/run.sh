@@ -26,7 +26,7 @@ cd "$ROOT"
 
 SECONDS_PER_TARGET="${1:-30}"
 shift || true
-ALL_TARGETS=(jwt_verify jwks_parse config_parse cert_parse decision signatures)
+ALL_TARGETS=(jwt_verify jwks_parse config_parse cert_parse decision signatures introspect_response)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 CARGO_FUZZ_VERSION=0.13.2
