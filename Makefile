@@ -71,7 +71,10 @@ clean:
 #                         make bench-envoy BENCH_ARGS='--rounds 1 --duration 2 --out -'
 #   make bench-micro    only criterion (benches/core.rs) + accounting (benches/profile.rs)
 #   make bench-profile  callgrind profile of the native request path (valgrind)
+#   make bench-instructions  Envoy's instructions per request under callgrind
+#                       (valgrind); INSTR_ARGS='--variants w,c --algs ES256'
 BENCH_ARGS   ?=
+INSTR_ARGS   ?=
 OHA_VERSION  := 1.16.0
 OHA_STAMP    := $(CURDIR)/target/tools/.oha-$(OHA_VERSION)
 BENCH_OUT    := $(CURDIR)/target/bench

@@ -342,8 +342,10 @@ def free_port() -> int:
 
 
 class Envoy:
-    def __init__(self, binary: Path, cfg: dict[str, Any], workdir: Path, name: str, core: int | None):
+    def __init__(self, binary: Path, cfg: dict[str, Any], workdir: Path, name: str, core: int | None,
+                 wrapper: list[str] | None = None):
         self.binary = binary
+        self.wrapper = wrapper or []  # a command Envoy runs under (instructions.py: valgrind)
         self.cfg = cfg
         self.name = name
         self.config_path = workdir / f"{name}.yaml"
@@ -354,7 +356,7 @@ class Envoy:
 
     def start(self, timeout: float = 60.0) -> None:
         self.config_path.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
-        cmd = [str(self.binary), "-c", str(self.config_path), "--concurrency", "1",
+        cmd = [*self.wrapper, str(self.binary), "-c", str(self.config_path), "--concurrency", "1",
                "--disable-hot-restart", "--log-level", "warning"]
         if self.core is not None:
             cmd = ["taskset", "-c", str(self.core), *cmd]

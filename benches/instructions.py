@@ -12,7 +12,7 @@ process executed (all threads: TLS, HTTP, the filter, V8's JIT code) by N.
 Instructions are not time: the wasm part of a request runs at a lower
 instructions-per-cycle than Envoy's own code (BENCHMARKS.md), so ratios of
 instructions are an upper bound of throughput ratios. They are what a change
-to the filter moves, reproducibly, to within 0.1%.
+to the filter moves, reproducibly, to within 0.3%.
 
     target/venv/bin/python benches/instructions.py                  # a,b,w,c,d × ES256,RS256,EdDSA
     target/venv/bin/python benches/instructions.py --variants w,c --algs ES256 --wasm X.wasm
@@ -27,8 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,31 +48,14 @@ def count(variant: str, alg: str, n: int, m: bench.Material, wasm: dict[str, Pat
           plan: bench.Plan, workdir: Path, oha: Path) -> float:
     port, admin = bench.free_port(), bench.free_port()
     cfg = bench.envoy_config([variant], {variant: port}, admin, m, plan, wasm)
-    cfg_path = workdir / f"cg-{variant}.yaml"
-    cfg_path.write_text(bench.yaml.safe_dump(cfg, sort_keys=False))
     out = workdir / f"callgrind-{variant}-{alg}.out"
     for f in glob.glob(f"{out}*"):
         os.remove(f)
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-           str(envoy_binary()), "-c", str(cfg_path), "--concurrency", "1",
-           "--disable-hot-restart", "--log-level", "warning"]
-    log = open(workdir / f"cg-{variant}.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    envoy = bench.Envoy(envoy_binary(), cfg, workdir, f"cg-{variant}", None, wrapper=valgrind)
+    envoy.start(timeout=600)  # V8 compiles the module under valgrind: minutes, not seconds
+    assert envoy.proc is not None
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                sys.exit(f"instructions: envoy exited:\n{(workdir / f'cg-{variant}.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("instructions: envoy not ready after 600 s")
-            time.sleep(0.5)
-
         def load(k: int) -> None:
             c = [str(oha), "-n", str(k), "-c", "4", "--no-tui", "--output-format", "json",
                  "--cacert", str(m.ca), "--cert", str(m.client_cert), "--key", str(m.client_key)]
@@ -87,17 +68,13 @@ def count(variant: str, alg: str, n: int, m: bench.Material, wasm: dict[str, Pat
 
         load(max(n // 2, 200))  # warm: V8 tiers up, caches fill; not counted
         ctl = ["callgrind_control"]
-        subprocess.run([*ctl, "-i", "on", str(proc.pid)], check=True, capture_output=True)
+        pid = str(envoy.proc.pid)  # valgrind runs Envoy in its own process
+        subprocess.run([*ctl, "-i", "on", pid], check=True, capture_output=True)
         load(n)
-        subprocess.run([*ctl, "-d", str(proc.pid)], check=True, capture_output=True)
-        subprocess.run([*ctl, "-i", "off", str(proc.pid)], check=True, capture_output=True)
+        subprocess.run([*ctl, "-d", pid], check=True, capture_output=True)
+        subprocess.run([*ctl, "-i", "off", pid], check=True, capture_output=True)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        envoy.stop()
     # The explicit dump (`-d`, "Trigger: dump") holds exactly the counted
     # requests; the one written at exit holds the rest.
     totals = []
