@@ -26,7 +26,7 @@ fn same(
             x.provider == y.provider
                 && x.claims == y.claims
                 && x.payload_b64 == y.payload_b64
-                && x.expires_at == y.expires_at
+                && x.times == y.times
         }
         (Err(x), Err(y)) => x == y,
         _ => false,
