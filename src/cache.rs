@@ -9,13 +9,13 @@
 //! means these exact bytes were verified before. Entries are found by a
 //! SipHash (random per-VM key) of the token's length and tail, and the
 //! whole token is compared on a hit, so no hash collision can ever stand in
-//! for a verification; and only verified tokens are ever inserted. Until issue 9 the key was the token's SHA-256; on the hot
-//! path that hash was most of a cached request's cost in wasm, which has no
-//! SHA instructions (BENCHMARKS.md). The introspection cache still keys by
-//! SHA-256 ([`token_digest`]).
+//! for a verification; and only verified tokens are ever inserted. Until
+//! issue 9 the key was the token's SHA-256; on the hot path that hash was
+//! most of a cached request's cost in wasm, which has no SHA instructions
+//! (BENCHMARKS.md). The introspection cache still keys by SHA-256
+//! ([`token_digest`]).
 
 use sha2::{Digest, Sha256};
-use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub struct BoundedMap<K, V> {
     order: VecDeque<K>,
 }
 
-impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
+impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
     pub fn new(capacity: usize) -> BoundedMap<K, V> {
         BoundedMap {
             capacity,
@@ -47,19 +47,13 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         }
     }
 
-    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-    {
+    pub fn get(&self, key: &K) -> Option<&V> {
         self.map.get(key)
     }
 
-    pub fn remove<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
-    where
-        K: Borrow<Q>,
-    {
+    pub fn remove(&mut self, key: &K) {
         if self.map.remove(key).is_some() {
-            self.order.retain(|k| k.borrow() != key);
+            self.order.retain(|k| k != key);
         }
     }
 
@@ -80,7 +74,7 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
                 None => break,
             }
         }
-        self.order.push_back(key.clone());
+        self.order.push_back(key);
         self.map.insert(key, value);
     }
 
