@@ -48,6 +48,8 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) --lib -- -D warnings
+	# The fuzz crate is its own workspace (fuzz/README.md): at least it must build.
+	cargo check --locked --manifest-path $(CURDIR)/fuzz/Cargo.toml --bins
 
 test: lint
 	cargo test
@@ -123,7 +125,7 @@ bench-profile:
 
 # ---------------------------------------------------------------------------
 # Fuzzing (fuzz/, cargo-fuzz + libFuzzer on the stable toolchain; see
-# fuzz/README.md). Not part of `make test`.
+# fuzz/README.md). `make test` only checks that the targets build.
 #   make fuzz-smoke                 every target 30 s, one after another; fails on a crash
 #   make fuzz FUZZ_SECONDS=3600     every target FUZZ_SECONDS s (default 600)
 #   make fuzz FUZZ_TARGETS=decision only some targets
