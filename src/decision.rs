@@ -442,59 +442,73 @@ fn find_token<'a>(policy: &'a Policy, req: Request<'a>) -> Result<Option<Found<'
     let mut found: Option<Found<'a>> = None;
     for provider in &policy.providers {
         for source in &provider.sources {
-            for token in tokens_at(source, req) {
+            visit_tokens(source, req, &mut |token| {
                 let token = token?;
                 match &found {
                     None => found = Some(Found { token, source }),
                     Some(f) if f.token == token => {}
                     Some(_) => return Err(AuthError::MultipleTokens),
                 }
-            }
+                Ok(())
+            })?;
         }
     }
     Ok(found)
 }
 
-/// The tokens at one source. A value that is there but is no token (a
-/// different auth scheme, say) is skipped; a token with characters outside
-/// RFC 6750's b64token is malformed.
-fn tokens_at<'a>(
-    source: &'a TokenSource,
+/// Hands each token at one source to `visit`, stopping at its first
+/// error. A value that is there but is no token (a different auth scheme,
+/// say) is skipped; a token with characters outside RFC 6750's b64token is
+/// malformed. (A visitor, not a boxed iterator: no allocation per request.)
+fn visit_tokens<'a>(
+    source: &TokenSource,
     req: Request<'a>,
-) -> Box<dyn Iterator<Item = Result<&'a str, AuthError>> + 'a> {
+    visit: &mut dyn FnMut(Result<&'a str, AuthError>) -> Result<(), AuthError>,
+) -> Result<(), AuthError> {
     match source {
         // Envoy folds repeated headers into one value joined by ",", and a
         // JWT never holds a comma: each part is a candidate token.
-        TokenSource::Header { name, prefix } => Box::new(
-            req.headers
+        TokenSource::Header { name, prefix } => {
+            for (_, value) in req
+                .headers
                 .iter()
-                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-                .flat_map(|(_, v)| v.split(','))
-                .filter_map(move |v| strip_prefix(name, prefix, v.trim_start()))
-                .map(check_b64token),
-        ),
-        TokenSource::Param(param) => Box::new(
-            query(req.path)
-                .split('&')
-                .filter_map(move |kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    (k == param && !v.is_empty()).then_some(v)
-                })
-                .map(check_b64token),
-        ),
-        TokenSource::Cookie(cookie) => Box::new(
-            req.headers
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                for part in value.split(',') {
+                    if let Some(token) = strip_prefix(name, prefix, part.trim_start()) {
+                        visit(check_b64token(token))?;
+                    }
+                }
+            }
+        }
+        TokenSource::Param(param) => {
+            for kv in query(req.path).split('&') {
+                if let Some((k, v)) = kv.split_once('=')
+                    && k == param
+                    && !v.is_empty()
+                {
+                    visit(check_b64token(v))?;
+                }
+            }
+        }
+        TokenSource::Cookie(cookie) => {
+            for (_, value) in req
+                .headers
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-                .flat_map(|(_, v)| v.split(';'))
-                .filter_map(move |kv| {
-                    let (k, v) = kv.trim().split_once('=')?;
-                    let v = v.trim_matches('"');
-                    (k == cookie && !v.is_empty()).then_some(v)
-                })
-                .map(check_b64token),
-        ),
+            {
+                for kv in value.split(';') {
+                    if let Some((k, v)) = kv.trim().split_once('=') {
+                        let v = v.trim_matches('"');
+                        if k == cookie && !v.is_empty() {
+                            visit(check_b64token(v))?;
+                        }
+                    }
+                }
+            }
+        }
     }
+    Ok(())
 }
 
 /// `Authorization` carries an auth scheme, which is case-insensitive
@@ -629,7 +643,14 @@ fn claim_value(claims: &serde_json::Map<String, Value>, path: &[String]) -> Opti
 /// was sent in (a client may repeat it in a header, the query and a cookie).
 fn remove_token(policy: &Policy, found: &Found<'_>, req: Request<'_>, ops: &mut Vec<HeaderOp>) {
     let token = found.token;
-    let holds = |source: &TokenSource| tokens_at(source, req).any(|t| t.is_ok_and(|t| t == token));
+    let holds = |source: &TokenSource| {
+        let mut holds = false;
+        let _ = visit_tokens(source, req, &mut |t| {
+            holds |= t.is_ok_and(|t| t == token);
+            Ok(())
+        });
+        holds
+    };
     let mut headers: Vec<&str> = Vec::new();
     let mut params: Vec<&str> = Vec::new();
     let mut cookies: Vec<&str> = Vec::new();

@@ -325,10 +325,10 @@ impl Vm {
     /// longer wait.
     pub fn process(&mut self, host: &dyn Host, context_id: u32, first: bool) -> Step {
         let step = self.decide_stream(host, context_id, first);
-        if step == Step::Continue {
-            self.held.remove(&context_id);
-        } else {
+        if step != Step::Continue {
             self.held.insert(context_id);
+        } else if !self.held.is_empty() {
+            self.held.remove(&context_id);
         }
         step
     }
@@ -337,7 +337,7 @@ impl Vm {
     /// then be held too: Envoy resumes a stream whose data callback says
     /// continue, which would let an undecided request through.
     pub fn is_held(&self, context_id: u32) -> bool {
-        self.held.contains(&context_id)
+        !self.held.is_empty() && self.held.contains(&context_id)
     }
 
     fn decide_stream(&mut self, host: &dyn Host, context_id: u32, first: bool) -> Step {
@@ -492,10 +492,13 @@ impl Vm {
 
     /// The stream ended (client gone): forget it.
     pub fn forget(&mut self, context_id: u32) {
+        // Every stream ends here: skip the hashing when nothing is held.
+        if !self.held.is_empty() {
+            self.held.remove(&context_id);
+        }
         self.waiters.retain(|w| w.context_id != context_id);
         self.introspections
             .retain(|_, p| p.context_id != context_id);
-        self.held.remove(&context_id);
     }
 
     /// Asks `provider`'s introspection endpoint about `token` on behalf of
