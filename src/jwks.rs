@@ -12,6 +12,7 @@ use jwt_simple::prelude::*;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::eddsa::Ed25519Key;
 use crate::error::AuthError;
 use crate::es256::Es256Key;
 use crate::rsa_pkcs1::{Hash, RsaKey};
@@ -92,7 +93,7 @@ pub enum VerifyingKey {
     PS512(RsaKey),
     ES256(Es256Key),
     ES384(ES384PublicKey),
-    EdDSA(Ed25519PublicKey),
+    EdDSA(Ed25519Key),
 }
 
 impl VerifyingKey {
@@ -121,7 +122,12 @@ impl VerifyingKey {
                 VerifyingKey::ES256(Es256Key::new(*key.public_key().as_ref().as_affine()))
             }
             Alg::ES384 => VerifyingKey::ES384(ES384PublicKey::from_jwk(jwk)?),
-            Alg::EdDSA => VerifyingKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),
+            Alg::EdDSA => {
+                let key = Ed25519PublicKey::from_jwk(jwk)?;
+                VerifyingKey::EdDSA(
+                    Ed25519Key::new(&key.to_bytes()).ok_or(JWTError::InvalidPublicKey)?,
+                )
+            }
         })
     }
 
@@ -164,13 +170,13 @@ impl VerifyingKey {
             }
             VerifyingKey::ES256(k) => verify_signature(token, |m, s| k.verify(m, s)),
             VerifyingKey::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            VerifyingKey::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            VerifyingKey::EdDSA(k) => verify_signature(token, |m, s| k.verify(m, s)),
         }
     }
 }
 
 /// A compact JWS's signature checked by one of certbound's own verifiers
-/// (`es256`, `rsa_pkcs1`): `verify` gets the signing input (everything
+/// (`es256`, `rsa_pkcs1`, `eddsa`): `verify` gets the signing input (everything
 /// before the last `.`, RFC 7515 §5.2 step 8) and the decoded signature.
 fn verify_signature(
     token: &str,

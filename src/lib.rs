@@ -9,6 +9,7 @@ pub mod binding;
 pub mod cache;
 pub mod config;
 pub mod decision;
+pub mod eddsa;
 pub mod error;
 pub mod es256;
 pub mod filter;

@@ -1,13 +1,14 @@
-//! certbound's own signature verifiers (`es256`, `rsa_pkcs1`) against the
-//! generic ones they replace, on the vectors' keys and tokens: the good
-//! signature of each of ES256/RS256/RS384/RS512/PS256/PS384/PS512, edited
-//! byte by byte,
+//! certbound's own signature verifiers (`es256`, `rsa_pkcs1`, `eddsa`)
+//! against the generic ones they replace, on the vectors' keys and tokens:
+//! the good signature of each of ES256/RS256/RS384/RS512/PS256/PS384/PS512/
+//! EdDSA, edited byte by byte,
 //! truncated, extended or replaced by fuzz bytes, and (ES256) the signed
 //! message edited too.
 //!
 //! Oracle: certbound accepts exactly when the generic verifier does (the
-//! `p256` crate's ECDSA for ES256; jwt-simple over the `rsa` crate for RSA,
-//! whose message is left unedited so that only the signature decides).
+//! `p256` crate's ECDSA for ES256; jwt-simple over the `rsa` crate for RSA
+//! and over ed25519-compact for EdDSA, whose message is left unedited so
+//! that only the signature decides).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -15,6 +16,7 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use certbound::eddsa::Ed25519Key;
 use certbound::es256::Es256Key;
 use certbound::rsa_pkcs1::{Hash, RsaKey};
 use certbound_fuzz::{fixtures, vectors};
@@ -36,6 +38,7 @@ struct Keys {
     es256: (Es256Key, p256::ecdsa::VerifyingKey),
     rsa: (RsaKey, RS256PublicKey, RS384PublicKey, RS512PublicKey),
     pss: (PS256PublicKey, PS384PublicKey, PS512PublicKey),
+    eddsa: (Ed25519Key, Ed25519PublicKey),
 }
 
 fn jwk(kid: &str) -> String {
@@ -66,6 +69,11 @@ fn keys() -> &'static Keys {
                 PS384PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
                 PS512PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
             ),
+            eddsa: {
+                let generic = Ed25519PublicKey::from_jwk(&jwk("ed25519")).expect("ed25519 jwk");
+                let ours = Ed25519Key::new(&generic.to_bytes()).expect("ed25519 key");
+                (ours, generic)
+            },
         }
     })
 }
@@ -81,14 +89,15 @@ fn edit(bytes: &mut Vec<u8>, edits: &[(u16, u8)]) {
 
 fuzz_target!(|input: Input| {
     let f = fixtures();
-    let name = match input.alg % 7 {
+    let name = match input.alg % 8 {
         0 => "good_ES256",
         1 => "good_RS256",
         2 => "good_RS384",
         3 => "good_RS512",
         4 => "good_PS256",
         5 => "good_PS384",
-        _ => "good_PS512",
+        6 => "good_PS512",
+        _ => "good_EdDSA",
     };
     let token = vectors()["tokens"][name].as_str().expect("vector token");
     let (signing_input, sig_b64) = token.rsplit_once('.').expect("compact");
@@ -121,6 +130,10 @@ fuzz_target!(|input: Input| {
     let m = signing_input.as_bytes();
     let generic = |ok: Result<JWTClaims<NoCustomClaims>, jwt_simple::Error>| ok.is_ok();
     let (ours, generic) = match name {
+        "good_EdDSA" => (
+            k.eddsa.0.verify(m, &sig),
+            generic(k.eddsa.1.verify_token(&forged, Some(options))),
+        ),
         "good_PS256" => (
             k.rsa.0.verify_pss(Hash::Sha256, m, &sig),
             generic(k.pss.0.verify_token(&forged, Some(options))),

