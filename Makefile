@@ -73,7 +73,7 @@ clean:
 #                         make bench-envoy BENCH_ARGS='--rounds 1 --duration 2 --out -'
 #   make bench-micro    only criterion (benches/core.rs) + accounting (benches/profile.rs)
 #   make bench-profile  callgrind profile of the native request path (valgrind)
-#   make bench-instructions  Envoy's instructions per request under callgrind
+#   make bench-instructions  Envoy's instructions and estimated cycles per request under callgrind
 #                       (valgrind); INSTR_ARGS='--variants w,c --algs ES256'
 BENCH_ARGS   ?=
 INSTR_ARGS   ?=
@@ -109,7 +109,7 @@ bench: bench-micro
 	$(MAKE) --no-print-directory bench-envoy BENCH_GOAL=bench
 
 # Instructions per request in Envoy, under callgrind: deterministic, unlike
-# req/s on a shared machine (~10 min; needs valgrind).
+# req/s on a shared machine (~30 min for w,c with the cache simulation; needs valgrind).
 bench-instructions: build bench-fixture bench-tools venv
 	@command -v valgrind >/dev/null || { echo "bench-instructions: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 	$(VENV)/bin/python $(CURDIR)/benches/instructions.py $(INSTR_ARGS)
