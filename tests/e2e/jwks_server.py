@@ -1,17 +1,6 @@
-"""A controllable JWKS endpoint for the remote_jwks e2e tests, plus the
-Envoy configuration that reaches it.
-
-``JwksServer`` is a small threaded HTTP/1.1 server on 127.0.0.1 (a free port,
-kept for its whole life). The test swaps the document it serves, reads how
-many requests it got (and waits for that count to change), and switches it
-between modes:
-
-* ``ok``       200 with the current JWKS document;
-* ``slow``     the same, after a delay (``set_slow(seconds)``);
-* ``status``   a 5xx (or any status) with a small text body;
-* ``garbage``  200 with a body that is not a JWKS (not even JSON);
-* ``down``     the listener is closed: connections are refused
-               (``down()``; ``up()`` binds the same port again).
+"""The Envoy side of the remote_jwks e2e tests, around the one controllable
+JWKS server (``JwksServer``: tests/soak/faulty_jwks.py's ``FaultyJwks``,
+shared with the soak and the fault tests; its docstring lists the modes).
 
 ``remote_jwks_config`` builds an Envoy config from the shipped
 envoy/envoy.yaml (via the harness) with an extra ``idp_jwks`` cluster that
@@ -21,15 +10,10 @@ points at the server, and ``RemoteEnvoy`` runs it with a chosen
 
 from __future__ import annotations
 
-import http.server
-import json
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,180 +21,12 @@ import yaml
 
 import harness
 
-JWKS_PATH = "/jwks"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "soak"))
+from faulty_jwks import FaultyJwks as JwksServer  # noqa: E402
+
+__all__ = ["CLUSTER", "JwksServer", "RemoteEnvoy", "free_port_is_refused", "remote_jwks_config"]
+
 CLUSTER = "idp_jwks"
-GARBAGE = b"<html><body>502 Bad Gateway (not a JWKS)</body></html>\n"
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One request the server received, and what it was answered."""
-
-    at: float  # time.monotonic() when it arrived
-    method: str
-    path: str
-    headers: dict[str, str]
-    mode: str
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "_Http"
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self.server.owner._serve(self)
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        pass
-
-
-class _Http(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True  # so up() can bind the same port again at once
-    owner: "JwksServer"
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Envoy resetting a keep-alive connection (at shutdown, after a
-        # timeout) is routine here; anything else is still reported.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-
-class JwksServer:
-    def __init__(self, jwks: dict[str, Any] | str | None = None) -> None:
-        self._cond = threading.Condition()
-        self._hits: list[Hit] = []
-        self._body = b'{"keys": []}'
-        self._mode = "ok"
-        self._delay = 0.0
-        self._status = 503
-        self._closing = threading.Event()
-        self._httpd: _Http | None = None
-        self._thread: threading.Thread | None = None
-        if jwks is not None:
-            self.set_jwks(jwks)
-        self.port = 0
-        self.up()
-
-    # -- lifecycle --------------------------------------------------------
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}{JWKS_PATH}"
-
-    @property
-    def is_up(self) -> bool:
-        return self._httpd is not None
-
-    def up(self) -> None:
-        """Listen (again, on the same port once one was chosen)."""
-        if self._httpd is not None:
-            return
-        httpd = _Http(("127.0.0.1", self.port), _Handler)
-        httpd.owner = self
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"jwks-server-{self.port}", daemon=True)
-        self._thread.start()
-
-    def down(self) -> None:
-        """Close the listener: new connections to the port are refused.
-        Connections already accepted are left to finish."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def close(self) -> None:
-        self._closing.set()  # cut short any slow response
-        self.down()
-
-    def __enter__(self) -> "JwksServer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    # -- behaviour --------------------------------------------------------
-    def set_jwks(self, jwks: dict[str, Any] | str) -> None:
-        text = jwks if isinstance(jwks, str) else json.dumps(jwks)
-        with self._cond:
-            self._body = text.encode()
-
-    def set_ok(self) -> None:
-        with self._cond:
-            self._mode, self._delay = "ok", 0.0
-
-    def set_slow(self, seconds: float) -> None:
-        with self._cond:
-            self._mode, self._delay = "slow", seconds
-
-    def set_status(self, status: int = 503) -> None:
-        with self._cond:
-            self._mode, self._status = "status", status
-
-    def set_garbage(self) -> None:
-        with self._cond:
-            self._mode = "garbage"
-
-    @property
-    def mode(self) -> str:
-        return self._mode if self.is_up else "down"
-
-    # -- observation ------------------------------------------------------
-    @property
-    def count(self) -> int:
-        with self._cond:
-            return len(self._hits)
-
-    @property
-    def hits(self) -> list[Hit]:
-        with self._cond:
-            return list(self._hits)
-
-    def wait_for_count(self, n: int, timeout: float = 10.0) -> int:
-        """Block until at least ``n`` requests arrived; return the count.
-        Raises AssertionError at the deadline."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._hits) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        f"JWKS server got {len(self._hits)} request(s), expected >= {n} "
-                        f"within {timeout}s")
-                self._cond.wait(left)
-            return len(self._hits)
-
-    # -- serving ----------------------------------------------------------
-    def _serve(self, h: _Handler) -> None:
-        with self._cond:
-            mode, delay, status, body = self._mode, self._delay, self._status, self._body
-            self._hits.append(Hit(time.monotonic(), h.command, h.path,
-                                  {k.lower(): v for k, v in h.headers.items()}, mode))
-            self._cond.notify_all()
-        if mode == "slow" and self._closing.wait(delay):
-            return  # closing: drop the connection unanswered
-        ctype = "application/jwk-set+json"
-        if mode == "status":
-            body, ctype = f"{status} from the test JWKS server\n".encode(), "text/plain"
-        elif mode == "garbage":
-            status, body, ctype = 200, GARBAGE, "text/html"
-        else:
-            status = 200
-        if urllib.parse.urlsplit(h.path).path != JWKS_PATH:
-            status, body, ctype = 404, b"not found\n", "text/plain"
-        try:
-            h.send_response(status)
-            h.send_header("content-type", ctype)
-            h.send_header("content-length", str(len(body)))
-            h.end_headers()
-            h.wfile.write(body)
-        except OSError:
-            pass  # Envoy gave up (timeout): nothing to answer
 
 
 # ---------------------------------------------------------------------------

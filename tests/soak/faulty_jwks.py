@@ -1,18 +1,23 @@
-"""A JWKS endpoint whose failure mode can be switched while Envoy polls it.
+"""A JWKS endpoint whose failure mode can be switched while Envoy polls it:
+the one controllable JWKS server of the soak, the fault tests and the
+remote_jwks end-to-end tests (tests/e2e/jwks_server.py adds the Envoy side).
 
-Modes (``server.set_mode(name)``):
+Modes (``server.set_mode(name)``, or the helpers in brackets):
 
-  ok        200, the JWKS (``application/jwk-set+json``)
+  ok        200, the JWKS (``application/jwk-set+json``)   [set_ok()]
   slow      the JWKS, but only after ``slow_seconds`` (beyond Envoy's
-            http_uri.timeout, so the fetch times out)
-  refuse    the listening socket is closed: connections are refused
-  5xx       503 with a text body
-  garbage   200 with an HTML body that is not a JWKS
+            http_uri.timeout, so the fetch times out)   [set_slow(seconds)]
+  refuse    the listening socket is closed and kept-alive connections are
+            dropped: connections are refused   [down(); up() binds the same
+            port again]
+  5xx       ``status`` (503 by default) with a text body   [set_status(code)]
+  garbage   200 with an HTML body that is not a JWKS   [set_garbage()]
   truncated 200 with the JWKS cut in half (invalid JSON)
   reset     the connection is accepted, then reset without an answer
 
-Every request is recorded (time, mode it met). Standard library only, so it
-also runs by hand:
+Every request is recorded (time, the mode it met, method, path, headers), and
+``wait_for_count`` waits for the next ones. Standard library only, so it also
+runs by hand:
 
     python3 tests/soak/faulty_jwks.py --jwks jwks.json --port 8081
     # then, in the same terminal: ok | slow | refuse | 5xx | garbage | truncated | reset
@@ -28,7 +33,7 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 PATH = "/jwks"
@@ -38,8 +43,13 @@ GARBAGE = b"<!doctype html><title>502 Bad Gateway</title><h1>upstream is having 
 
 @dataclass(frozen=True)
 class Hit:
-    at: float  # time.monotonic()
+    """One request the server received, and the mode that answered it."""
+
+    at: float  # time.monotonic() when it arrived
     mode: str
+    method: str = "GET"
+    path: str = PATH
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -89,10 +99,12 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class FaultyJwks:
-    def __init__(self, jwks: dict[str, Any] | str, *, port: int = 0, slow_seconds: float = 3.0) -> None:
-        self._lock = threading.Lock()
-        self._body = (jwks if isinstance(jwks, str) else json.dumps(jwks)).encode()
+    def __init__(self, jwks: dict[str, Any] | str | None = None, *, port: int = 0,
+                 slow_seconds: float = 3.0) -> None:
+        self._lock = threading.Condition()
+        self._body = b'{"keys": []}' if jwks is None else _encode(jwks)
         self._mode = "ok"
+        self.status = 503
         self._hits: list[Hit] = []
         self._closing = threading.Event()
         self._httpd: _Server | None = None
@@ -105,6 +117,10 @@ class FaultyJwks:
     @property
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}{PATH}"
+
+    @property
+    def is_up(self) -> bool:
+        return self._httpd is not None
 
     def _listen(self) -> None:
         if self._httpd is not None:
@@ -139,7 +155,7 @@ class FaultyJwks:
     # -- behaviour --------------------------------------------------------
     def set_jwks(self, jwks: dict[str, Any] | str) -> None:
         with self._lock:
-            self._body = (jwks if isinstance(jwks, str) else json.dumps(jwks)).encode()
+            self._body = _encode(jwks)
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -150,6 +166,27 @@ class FaultyJwks:
             self._unlisten()
         else:
             self._listen()
+
+    def set_ok(self) -> None:
+        self.set_mode("ok")
+
+    def set_slow(self, seconds: float) -> None:
+        self.slow_seconds = seconds
+        self.set_mode("slow")
+
+    def set_status(self, status: int = 503) -> None:
+        self.status = status
+        self.set_mode("5xx")
+
+    def set_garbage(self) -> None:
+        self.set_mode("garbage")
+
+    def down(self) -> None:
+        self.set_mode("refuse")
+
+    def up(self) -> None:
+        """Listen again (on the same port), answering ``ok``."""
+        self.set_mode("ok")
 
     @property
     def mode(self) -> str:
@@ -163,12 +200,30 @@ class FaultyJwks:
     def count(self, mode: str | None = None) -> int:
         return sum(1 for h in self.hits if mode is None or h.mode == mode)
 
+    def wait_for_count(self, n: int, timeout: float = 10.0) -> int:
+        """Block until at least ``n`` requests arrived; return the count.
+        Raises AssertionError at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self._hits) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"JWKS server got {len(self._hits)} request(s), expected >= {n} "
+                        f"within {timeout}s")
+                self._lock.wait(left)
+            return len(self._hits)
+
     # -- serving ----------------------------------------------------------
     def _serve(self, h: _Handler) -> None:
         with self._lock:
-            mode, body = self._mode, self._body
-            self._hits.append(Hit(time.monotonic(), mode))
-        status, ctype = 200, "application/jwk-set+json"
+            mode, body, status = self._mode, self._body, self.status
+            self._hits.append(Hit(time.monotonic(), mode, h.command, h.path,
+                                  {k.lower(): v for k, v in h.headers.items()}))
+            self._lock.notify_all()
+        ctype = "application/jwk-set+json"
+        if mode != "5xx":
+            status = 200
         if mode == "refuse":  # a request that raced the switch
             h.close_connection = True
             return
@@ -176,7 +231,7 @@ class FaultyJwks:
             if self._closing.wait(self.slow_seconds):
                 return
         elif mode == "5xx":
-            status, body, ctype = 503, b"503 from the faulty JWKS server\n", "text/plain"
+            body, ctype = f"{status} from the faulty JWKS server\n".encode(), "text/plain"
         elif mode == "garbage":
             body, ctype = GARBAGE, "text/html"
         elif mode == "truncated":
@@ -196,6 +251,10 @@ class FaultyJwks:
             h.wfile.write(body)
         except OSError:
             pass  # the caller gave up (timeout)
+
+
+def _encode(jwks: dict[str, Any] | str) -> bytes:
+    return (jwks if isinstance(jwks, str) else json.dumps(jwks)).encode()
 
 
 def main() -> int:
