@@ -262,18 +262,26 @@ class Envoy:
         self.admin: str = ""
         self.port: int = 0
         self.expect_vm_failure = False
+        # Subclasses (RemoteEnvoy, InteropEnvoy, the soak's SoakEnvoy)
+        # change these; spawn() is the one command line.
+        self.concurrency = 1
+        self.wasm_log_level = "debug"
+        self.extra_args: list[str] = []
+        self.extra_env: dict[str, str] = {}
 
     # -- lifecycle --------------------------------------------------------
     def spawn(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
         self.admin_path.unlink(missing_ok=True)
+        self.admin = ""
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [str(ENVOY_BIN), "-c", str(self.config_path),
-                 "--concurrency", "1", "--disable-hot-restart",
+                 "--concurrency", str(self.concurrency), "--disable-hot-restart",
                  "--admin-address-path", str(self.admin_path),
-                 "--log-level", "info", "--component-log-level", "wasm:debug"],
-                cwd=self.root, env=envoy_env(self.jwks_text),
+                 "--log-level", "info", "--component-log-level", f"wasm:{self.wasm_log_level}",
+                 *self.extra_args],
+                cwd=self.root, env={**envoy_env(self.jwks_text), **self.extra_env},
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 

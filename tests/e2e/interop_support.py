@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import harness
 
 INTEROP_DIR = harness.REPO / "tests" / "interop"
@@ -338,22 +336,6 @@ class InteropEnvoy(harness.Envoy):
                  extra_env: dict[str, str] | None = None) -> None:
         super().__init__(name, cfg, root, workdir, jwks_text=None)
         self.extra_env = dict(extra_env or {})
-
-    def spawn(self) -> None:
-        # harness.Envoy.spawn's command line, with our environment.
-        self.config_path.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
-        self.admin_path.unlink(missing_ok=True)
-        self.admin = ""
-        env = {**harness.envoy_env(None), **self.extra_env}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [str(harness.ENVOY_BIN), "-c", str(self.config_path),
-                 "--concurrency", "1", "--disable-hot-restart",
-                 "--admin-address-path", str(self.admin_path),
-                 "--log-level", "info", "--component-log-level", "wasm:debug"],
-                cwd=self.root, env=env,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
 
 
 # ---------------------------------------------------------------------------

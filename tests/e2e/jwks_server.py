@@ -11,13 +11,11 @@ points at the server, and ``RemoteEnvoy`` runs it with a chosen
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 import harness
 
@@ -79,21 +77,6 @@ class RemoteEnvoy(harness.Envoy):
         # No CERTBOUND_JWKS in the environment: the keys must come from the server.
         super().__init__(name, cfg, root, workdir, jwks_text=None)
         self.concurrency = concurrency
-
-    def spawn(self) -> None:
-        # harness.Envoy.spawn's command line, with our --concurrency.
-        self.config_path.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
-        self.admin_path.unlink(missing_ok=True)
-        self.admin = ""
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [str(harness.ENVOY_BIN), "-c", str(self.config_path),
-                 "--concurrency", str(self.concurrency), "--disable-hot-restart",
-                 "--admin-address-path", str(self.admin_path),
-                 "--log-level", "info", "--component-log-level", "wasm:debug"],
-                cwd=self.root, env=harness.envoy_env(None),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
 
     # -- admin helpers ----------------------------------------------------
     def wait_for_stat(self, name: str, at_least: int, timeout: float = 10.0) -> int:

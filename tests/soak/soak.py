@@ -59,7 +59,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -68,8 +67,6 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-
-import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -270,21 +267,6 @@ class SoakEnvoy(harness.Envoy):
         self.concurrency = concurrency
         self.wasm_log_level = wasm_log_level
         self.extra_args = list(extra_args or [])
-
-    def spawn(self) -> None:
-        self.config_path.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
-        self.admin_path.unlink(missing_ok=True)
-        self.admin = ""
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [str(harness.ENVOY_BIN), "-c", str(self.config_path),
-                 "--concurrency", str(self.concurrency), "--disable-hot-restart",
-                 "--admin-address-path", str(self.admin_path),
-                 "--log-level", "info", "--component-log-level", f"wasm:{self.wasm_log_level}",
-                 *self.extra_args],
-                cwd=self.root, env=harness.envoy_env(self.jwks_text),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
 
     def rss(self) -> int:
         assert self.proc is not None
