@@ -18,7 +18,7 @@
 use std::sync::{Arc, OnceLock};
 
 use p256::elliptic_curve::ff::{Field, PrimeField};
-use p256::elliptic_curve::group::{Curve, Group};
+use p256::elliptic_curve::group::{Curve, CurveAffine, Group};
 use p256::elliptic_curve::ops::{Invert, Reduce};
 use p256::elliptic_curve::point::AffineCoordinates;
 use p256::elliptic_curve::{CurveArithmetic, FieldBytes};
@@ -210,7 +210,7 @@ impl<C: TableCurve> EcdsaKey<C> {
     /// signature of `signing_input` under this key, with the curve's JWS
     /// hash (SHA-256 for P-256, SHA-384 for P-384).
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
-        if C::ProjectivePoint::from(self.point).is_identity().into() {
+        if self.point.is_identity().into() {
             return false;
         }
         let Some((r, s)) = signature_scalars::<C>(signature) else {

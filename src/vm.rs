@@ -325,19 +325,28 @@ impl Vm {
     /// longer wait.
     pub fn process(&mut self, host: &dyn Host, context_id: u32, first: bool) -> Step {
         let step = self.decide_stream(host, context_id, first);
-        if step != Step::Continue {
+        if step == Step::Continue {
+            self.release(context_id);
+        } else {
             self.held.insert(context_id);
-        } else if !self.held.is_empty() {
-            self.held.remove(&context_id);
         }
         step
+    }
+
+    /// The stream may move on. Every stream passes here, so the set is not
+    /// hashed while it is empty (its lookups already skip an empty set;
+    /// its removal does not).
+    fn release(&mut self, context_id: u32) {
+        if !self.held.is_empty() {
+            self.held.remove(&context_id);
+        }
     }
 
     /// Whether the stream is paused or denied. Its body and trailers must
     /// then be held too: Envoy resumes a stream whose data callback says
     /// continue, which would let an undecided request through.
     pub fn is_held(&self, context_id: u32) -> bool {
-        !self.held.is_empty() && self.held.contains(&context_id)
+        self.held.contains(&context_id)
     }
 
     fn decide_stream(&mut self, host: &dyn Host, context_id: u32, first: bool) -> Step {
@@ -492,10 +501,7 @@ impl Vm {
 
     /// The stream ended (client gone): forget it.
     pub fn forget(&mut self, context_id: u32) {
-        // Every stream ends here: skip the hashing when nothing is held.
-        if !self.held.is_empty() {
-            self.held.remove(&context_id);
-        }
+        self.release(context_id);
         self.waiters.retain(|w| w.context_id != context_id);
         self.introspections
             .retain(|_, p| p.context_id != context_id);
