@@ -79,13 +79,17 @@ impl Thumbprint {
         if value.len() != 64 {
             return None;
         }
+        // Every request reads it: a table load per digit, one check at the end.
         let mut out = [0u8; 32];
-        for (i, pair) in value.as_bytes().chunks_exact(2).enumerate() {
-            let hi = hex_digit(*pair.first()?)?;
-            let lo = hex_digit(*pair.get(1)?)?;
-            *out.get_mut(i)? = (hi << 4) | lo;
+        let mut invalid = 0u8;
+        for (o, pair) in out.iter_mut().zip(value.as_bytes().chunks_exact(2)) {
+            if let [hi, lo] = pair {
+                let (hi, lo) = (hex_value(*hi), hex_value(*lo));
+                invalid |= hi | lo;
+                *o = (hi << 4) | (lo & 0x0f);
+            }
         }
-        Some(Thumbprint(out))
+        (invalid & 0xf0 == 0).then_some(Thumbprint(out))
     }
 
     /// Constant-time equality, so a mismatch position leaks nothing.
@@ -99,12 +103,30 @@ impl Thumbprint {
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    let v = hex_value(c);
+    (v < 16).then_some(v)
+}
+
+/// A hex digit's value, 0xff for any other byte.
+fn hex_value(c: u8) -> u8 {
+    #[allow(clippy::indexing_slicing)] // c < 256, checked at compile time
+    static HEX: [u8; 256] = {
+        let mut table = [0xff; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => 0xff,
+            };
+            b += 1;
+        }
+        table
+    };
+    #[allow(clippy::indexing_slicing)] // a u8 indexes a 256-entry table
+    HEX[usize::from(c)]
 }
 
 /// Why a presented certificate could not be read.
@@ -234,6 +256,31 @@ mod tests {
         assert_eq!(t.0, [0xab; 32]);
         assert!(Thumbprint::from_hex(&"ab".repeat(31)).is_none());
         assert!(Thumbprint::from_hex(&"zz".repeat(32)).is_none());
+        // Every byte value, upper and lower case digits.
+        let bytes: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        let lower: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(Thumbprint::from_hex(&lower).unwrap().0.to_vec(), bytes);
+        assert_eq!(
+            Thumbprint::from_hex(&lower.to_uppercase())
+                .unwrap()
+                .0
+                .to_vec(),
+            bytes
+        );
+        // Any byte that is no hex digit, at any position, refuses it.
+        for c in 0..=255u8 {
+            if c.is_ascii_hexdigit() || c >= 0x80 {
+                continue;
+            }
+            for at in [0, 1, 31, 62, 63] {
+                let mut v = lower.clone().into_bytes();
+                v[at] = c;
+                let v = String::from_utf8(v).unwrap();
+                if v.trim().len() == 64 {
+                    assert!(Thumbprint::from_hex(&v).is_none(), "{c:#x} at {at}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -101,8 +101,38 @@ pub struct TokenCache {
     hasher: RandomState,
     /// By [`TokenCache::slot`]: one entry per hash value.
     entries: BoundedMap<u64, Entry>,
+    /// Bumped whenever an entry is filed or dropped: a [`Probe`] taken
+    /// before then is taken again.
+    version: u64,
     pub hits: u64,
     pub misses: u64,
+}
+
+/// What the cache knows of one token: the slot it is filed under, and
+/// whether exactly these bytes are filed there. Taken once per request
+/// ([`TokenCache::probe`]) and used for the lookup and, on a miss, the
+/// insertion, so the token is hashed and compared once. It holds the
+/// token, so it cannot be used for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe<'t> {
+    token: &'t str,
+    slot: u64,
+    filed: bool,
+    version: u64,
+}
+
+impl<'t> Probe<'t> {
+    /// Exactly this token was verified by this VM and is still filed
+    /// (perhaps expired, or under keys since replaced: [`TokenCache::get`]
+    /// decides that).
+    pub fn filed(&self) -> bool {
+        self.filed
+    }
+
+    /// The token probed.
+    pub fn token(&self) -> &'t str {
+        self.token
+    }
 }
 
 impl Default for TokenCache {
@@ -116,6 +146,7 @@ impl TokenCache {
         TokenCache {
             hasher: RandomState::new(),
             entries: BoundedMap::new(capacity),
+            version: 0,
             hits: 0,
             misses: 0,
         }
@@ -129,24 +160,50 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
-    /// The verification of exactly `token`, if it is cached, has not
-    /// expired (with the largest allowed skew; the caller checks time with
-    /// the provider's own) and its provider's keys are still those of
-    /// `generation_of`. A stale entry is dropped.
+    /// Where `token` is filed, and whether it is there.
+    pub fn probe<'t>(&self, token: &'t str) -> Probe<'t> {
+        if self.entries.capacity == 0 {
+            return Probe {
+                token,
+                slot: 0,
+                filed: false,
+                version: self.version,
+            };
+        }
+        let slot = self.slot(token);
+        let filed = self
+            .entries
+            .get(&slot)
+            .is_some_and(|e| same_bytes(e.key.as_bytes(), token.as_bytes()));
+        Probe {
+            token,
+            slot,
+            filed,
+            version: self.version,
+        }
+    }
+
+    /// The verification of exactly the probed token, if it is cached, has not expired (with the largest allowed skew; the
+    /// caller checks time with the provider's own) and its provider's keys
+    /// are still those of `generation_of`. A stale entry is dropped.
     pub fn get(
         &mut self,
-        token: &str,
+        probe: &Probe<'_>,
         generation_of: impl Fn(usize) -> u64,
         now: i64,
     ) -> Option<Arc<VerifiedToken>> {
         if self.entries.capacity == 0 {
             return None;
         }
-        let hash = self.slot(token);
-        let fresh = self
-            .entries
-            .get(&hash)
-            .filter(|e| same_bytes(e.key.as_bytes(), token.as_bytes()))
+        let probe = if probe.version == self.version {
+            *probe
+        } else {
+            self.probe(probe.token)
+        };
+        let fresh = probe
+            .filed
+            .then(|| self.entries.get(&probe.slot))
+            .flatten()
             .map(|e| {
                 let expired = e.token.expires_at().is_some_and(|exp| {
                     i128::from(now) >= i128::from(exp) + i128::from(MAX_CLOCK_SKEW)
@@ -160,7 +217,8 @@ impl TokenCache {
                 Some(token)
             }
             Some(None) => {
-                self.entries.remove(&hash);
+                self.entries.remove(&probe.slot);
+                self.version += 1;
                 self.misses += 1;
                 None
             }
@@ -183,18 +241,21 @@ impl TokenCache {
         self.hasher.hash_one((bytes.len(), tail))
     }
 
-    pub fn insert(&mut self, token: &str, verified: Arc<VerifiedToken>, generation: u64) {
+    /// Files the probed token's verification (its slot depends on nothing
+    /// but the token).
+    pub fn insert(&mut self, probe: &Probe<'_>, verified: Arc<VerifiedToken>, generation: u64) {
         if self.entries.capacity == 0 {
             return;
         }
         self.entries.insert(
-            self.slot(token),
+            probe.slot,
             Entry {
-                key: token.into(),
+                key: probe.token.into(),
                 token: verified,
                 generation,
             },
         );
+        self.version += 1;
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::binding::{Confirmation, Thumbprint};
-use crate::cache::{TokenCache, token_digest};
+use crate::cache::{Probe, TokenCache, token_digest};
 use crate::config::{
     BindingMode, Policy, Provider, Requirement, RuleMatch, TokenFormat, TokenSource,
 };
@@ -85,6 +85,8 @@ pub enum Decision {
 struct Found<'a> {
     token: &'a str,
     source: &'a TokenSource,
+    /// The token cache's view of it, taken once.
+    probe: Probe<'a>,
 }
 
 /// The keys in force, and the verified-token and introspection caches of the VM.
@@ -111,15 +113,16 @@ pub fn decide(
         RuleMatch::Default => (None, &[][..]),
     };
 
-    let found = match find_token(policy, req) {
-        Ok(f) => f,
-        Err(error) => {
-            return Decision::Deny {
-                error,
-                provider: None,
-            };
-        }
-    };
+    let found =
+        match find_token(policy, req).and_then(|f| f.map(|f| checked(f, &verifier)).transpose()) {
+            Ok(f) => f,
+            Err(error) => {
+                return Decision::Deny {
+                    error,
+                    provider: None,
+                };
+            }
+        };
 
     let mut checker = Checker {
         policy,
@@ -298,7 +301,7 @@ fn check_token(
 ) -> Result<Accepted, Rejection> {
     let token = match introspection_route(policy, found.token) {
         Some(p) => introspected(policy, verifier.introspection, p, found.token, now)?,
-        None => jwt::verify(policy, verifier.keys, verifier.cache, found.token, now)?,
+        None => jwt::verify_probed(policy, verifier.keys, verifier.cache, &found.probe, now)?,
     };
     let index = token.provider;
     let routed = Rejection::routed(index);
@@ -437,17 +440,25 @@ fn check_scopes(token: &VerifiedToken, required: &[String]) -> Result<(), AuthEr
 // ---------------------------------------------------------------------------
 
 /// Finds the request's token in every location a provider reads. Two
-/// different tokens are an `invalid_request` (RFC 6750 §2).
-fn find_token<'a>(policy: &'a Policy, req: Request<'a>) -> Result<Option<Found<'a>>, AuthError> {
-    let mut found: Option<Found<'a>> = None;
+/// different tokens are an `invalid_request` (RFC 6750 §2). Each token
+/// is checked as if when found ([`checked`] does the first): a malformed
+/// one is reported before a second token.
+fn find_token<'a>(
+    policy: &'a Policy,
+    req: Request<'a>,
+) -> Result<Option<(&'a str, &'a TokenSource)>, AuthError> {
+    let mut found: Option<(&'a str, &'a TokenSource)> = None;
     for provider in &policy.providers {
         for source in &provider.sources {
             visit_tokens(source, req, &mut |token| {
-                let token = token?;
-                match &found {
-                    None => found = Some(Found { token, source }),
-                    Some(f) if f.token == token => {}
-                    Some(_) => return Err(AuthError::MultipleTokens),
+                match found {
+                    None => found = Some((token, source)),
+                    Some((first, _)) if first == token => {}
+                    Some((first, _)) => {
+                        check_b64token(first)?;
+                        check_b64token(token)?;
+                        return Err(AuthError::MultipleTokens);
+                    }
                 }
                 Ok(())
             })?;
@@ -456,14 +467,33 @@ fn find_token<'a>(policy: &'a Policy, req: Request<'a>) -> Result<Option<Found<'
     Ok(found)
 }
 
-/// Hands each token at one source to `visit`, stopping at its first
-/// error. A value that is there but is no token (a different auth scheme,
-/// say) is skipped; a token with characters outside RFC 6750's b64token is
-/// malformed. (A visitor, not a boxed iterator: no allocation per request.)
+/// The found token, probed in the token cache and checked against RFC 6750
+/// §2.1's b64token. A token filed in the cache is one this VM verified,
+/// which passed this check before: these exact bytes need no second look,
+/// and a cached request reads the token once, to compare it.
+fn checked<'a>(
+    (token, source): (&'a str, &'a TokenSource),
+    verifier: &Verifier<'_>,
+) -> Result<Found<'a>, AuthError> {
+    let probe = verifier.cache.probe(token);
+    if !probe.filed() {
+        check_b64token(token)?;
+    }
+    Ok(Found {
+        token,
+        source,
+        probe,
+    })
+}
+
+/// Hands each candidate token at one source to `visit`, stopping at its
+/// first error. A value that is there but is no token (a different auth
+/// scheme, say) is skipped. (A visitor, not a boxed iterator: no
+/// allocation per request.)
 fn visit_tokens<'a>(
     source: &TokenSource,
     req: Request<'a>,
-    visit: &mut dyn FnMut(Result<&'a str, AuthError>) -> Result<(), AuthError>,
+    visit: &mut dyn FnMut(&'a str) -> Result<(), AuthError>,
 ) -> Result<(), AuthError> {
     match source {
         // Envoy folds repeated headers into one value joined by ",", and a
@@ -476,7 +506,7 @@ fn visit_tokens<'a>(
             {
                 for part in value.split(',') {
                     if let Some(token) = strip_prefix(name, prefix, part.trim_start()) {
-                        visit(check_b64token(token))?;
+                        visit(token)?;
                     }
                 }
             }
@@ -487,7 +517,7 @@ fn visit_tokens<'a>(
                     && k == param
                     && !v.is_empty()
                 {
-                    visit(check_b64token(v))?;
+                    visit(v)?;
                 }
             }
         }
@@ -501,7 +531,7 @@ fn visit_tokens<'a>(
                     if let Some((k, v)) = kv.trim().split_once('=') {
                         let v = v.trim_matches('"');
                         if k == cookie && !v.is_empty() {
-                            visit(check_b64token(v))?;
+                            visit(v)?;
                         }
                     }
                 }
@@ -646,7 +676,7 @@ fn remove_token(policy: &Policy, found: &Found<'_>, req: Request<'_>, ops: &mut 
     let holds = |source: &TokenSource| {
         let mut holds = false;
         let _ = visit_tokens(source, req, &mut |t| {
-            holds |= t.is_ok_and(|t| t == token);
+            holds |= t == token;
             Ok(())
         });
         holds

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 use crate::binding::Confirmation;
-use crate::cache::TokenCache;
+use crate::cache::{Probe, TokenCache};
 use crate::config::{Policy, Provider, normalize_media_type};
 use crate::error::AuthError;
 use crate::json::parse_object;
@@ -102,6 +102,19 @@ pub fn verify(
     token: &str,
     now: i64,
 ) -> Result<Arc<VerifiedToken>, Rejection> {
+    let probe = cache.probe(token);
+    verify_probed(policy, keys, cache, &probe, now)
+}
+
+/// [`verify`], with the token's [`Probe`] of `cache` already taken.
+pub fn verify_probed(
+    policy: &Policy,
+    keys: &KeyRing,
+    cache: &mut TokenCache,
+    probe: &Probe<'_>,
+    now: i64,
+) -> Result<Arc<VerifiedToken>, Rejection> {
+    let token = probe.token();
     // Size cap before any decoding.
     if token.len() > policy.max_token_bytes {
         return Err(AuthError::TokenTooLarge {
@@ -110,7 +123,7 @@ pub fn verify(
         }
         .into());
     }
-    if let Some(hit) = cache.get(token, |p| keys.generation(p), now) {
+    if let Some(hit) = cache.get(probe, |p| keys.generation(p), now) {
         let provider = policy
             .providers
             .get(hit.provider)
@@ -124,7 +137,7 @@ pub fn verify(
     let verified = verify_uncached(policy, keys, token, now)?;
     let verified = Arc::new(verified);
     cache.insert(
-        token,
+        probe,
         Arc::clone(&verified),
         keys.generation(verified.provider),
     );

@@ -465,6 +465,68 @@ fn two_different_tokens_are_invalid_request() {
     assert_eq!(denied(&run(&p, &h, None)), Some(&AuthError::MultipleTokens));
 }
 
+/// A cached token skips the b64token check (it passed it when first
+/// verified): the decision must be the one an empty cache gives, malformed
+/// tokens and their order included.
+#[test]
+fn a_cached_token_changes_no_decision() {
+    let p = simple_policy(json!({
+        "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+        "from_params": ["access_token"]
+    }));
+    let keys = KeyRing::for_policy(&p);
+    let good = token("good_ES256");
+    let decide_with = |cache: &mut TokenCache, h: &[(String, String)]| {
+        let path = h.iter().find(|(n, _)| n == ":path").map(|(_, v)| v.clone());
+        decide(
+            &p,
+            Verifier {
+                keys: &keys,
+                cache,
+                introspection: &IntrospectionCache::new(1),
+            },
+            Request {
+                path: path.as_deref().unwrap_or("/"),
+                headers: &h.iter().cloned().collect(),
+            },
+            &mut Some(thumb("client_a")),
+            now(),
+        )
+    };
+    let mut warm = TokenCache::new(10);
+    allowed(decide_with(&mut warm, &bearer(&good)));
+    let with_param = |header: &str, param: &str| {
+        let mut h = bearer(header);
+        h[0].1 = format!("/api?access_token={param}");
+        h
+    };
+    let bad = format!("{good}\"");
+    // The cached token's length and tail, a character outside b64token.
+    let same_slot = format!("\"{}", &good[1..]);
+    let cases = [
+        bearer(&same_slot),
+        with_param(&good, &same_slot),
+        bearer(&good),
+        bearer(&bad),
+        bearer(&format!("{good}, Bearer {bad}")),
+        bearer(&format!("{bad}, Bearer {good}")),
+        with_param(&good, &bad),
+        with_param(&bad, &good),
+        with_param(&good, &good),
+        with_param(&good, &token("good_ES384")),
+        with_param(&format!("{good}=="), &good),
+        bearer(&"A".repeat(70_000)),
+    ];
+    for h in &cases {
+        let cold = decide_with(&mut TokenCache::new(0), h);
+        assert_eq!(decide_with(&mut warm, h), cold, "{:?}", &h[1].1[..40]);
+    }
+    assert!(matches!(
+        denied(&decide_with(&mut warm, &with_param(&good, &bad))),
+        Some(AuthError::Malformed(_))
+    ));
+}
+
 #[test]
 fn params_and_cookies_and_forwarding() {
     let p = simple_policy(json!({
@@ -812,6 +874,24 @@ fn token_cache_hits_only_the_exact_token() {
     }
     assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
     assert_eq!(cache.hits, 1);
+}
+
+#[test]
+fn a_probe_taken_before_a_change_is_taken_again() {
+    use certbound::jwt;
+    let p = simple_policy(json!({}));
+    let keys = KeyRing::for_policy(&p);
+    let mut cache = TokenCache::new(1);
+    let (t, u) = (token("good_ES256"), token("good_ES384"));
+    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    let probe = cache.probe(&t);
+    assert!(probe.filed());
+    // `u` takes the only entry: the earlier probe of `t` no longer holds.
+    assert!(jwt::verify(&p, &keys, &mut cache, &u, now()).is_ok());
+    assert!(!cache.probe(&t).filed());
+    assert!(cache.get(&probe, |p| keys.generation(p), now()).is_none());
+    let probe = cache.probe(&u);
+    assert!(cache.get(&probe, |p| keys.generation(p), now()).is_some());
 }
 
 #[test]
