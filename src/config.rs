@@ -674,7 +674,10 @@ fn validate_provider(
                 "no token location: give from_headers, from_params or from_cookies",
             ));
         }
-        // jwt_authn's default: `Authorization: Bearer <token>` (RFC 6750 §2.1).
+        // `Authorization: Bearer <token>` (RFC 6750 §2.1). jwt_authn also
+        // reads the `access_token` query parameter by default; certbound
+        // does not: a URL is logged and cached along the way (RFC 6750
+        // §2.3, §5.3), and FAPI 2.0 forbids it. `from_params` opts in.
         sources.push(TokenSource::Header {
             name: "authorization".into(),
             prefix: "Bearer ".into(),

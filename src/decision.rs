@@ -113,16 +113,20 @@ pub fn decide(
         RuleMatch::Default => (None, &[][..]),
     };
 
-    let found =
-        match find_token(policy, req).and_then(|f| f.map(|f| checked(f, &verifier)).transpose()) {
-            Ok(f) => f,
-            Err(error) => {
-                return Decision::Deny {
-                    error,
-                    provider: None,
-                };
-            }
-        };
+    let found = find_token(policy, req).and_then(|f| f.map(|f| checked(f, &verifier)).transpose());
+    let found = match found {
+        Ok(f) => f,
+        // A route that tolerates a failed token tolerates one that cannot
+        // even be read (two different tokens, characters outside
+        // b64token), as jwt_authn's `allow_missing_or_failed` does.
+        Err(_) if requirement.is_some_and(tolerates_failure) => return allow_unchecked(policy),
+        Err(error) => {
+            return Decision::Deny {
+                error,
+                provider: None,
+            };
+        }
+    };
 
     let mut checker = Checker {
         policy,
@@ -180,6 +184,17 @@ pub fn decide(
         provider: verified.map(|v| v.token.provider),
         ops,
     })
+}
+
+/// Whether `r` is met whatever the token: `allow_missing_or_failed`, alone,
+/// as one alternative of `requires_any`, or as every part of `requires_all`.
+fn tolerates_failure(r: &Requirement) -> bool {
+    match r {
+        Requirement::AllowMissingOrFailed => true,
+        Requirement::Any(list) => list.iter().any(tolerates_failure),
+        Requirement::All(list) => list.iter().all(tolerates_failure),
+        Requirement::Provider(_) | Requirement::AllowMissing => false,
+    }
 }
 
 fn allow_unchecked(policy: &Policy) -> Decision {
@@ -299,6 +314,15 @@ fn check_token(
     cert: &mut dyn ClientCertificate,
     now: i64,
 ) -> Result<Accepted, Rejection> {
+    // The size cap comes before anything reads the token, on every path:
+    // routing to introspection decodes a JWS's payload.
+    if found.token.len() > policy.max_token_bytes {
+        return Err(AuthError::TokenTooLarge {
+            len: found.token.len(),
+            max: policy.max_token_bytes,
+        }
+        .into());
+    }
     let token = match introspection_route(policy, found.token) {
         Some(p) => introspected(policy, verifier.introspection, p, found.token, now)?,
         None => jwt::verify_probed(policy, verifier.keys, verifier.cache, &found.probe, now)?,

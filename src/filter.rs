@@ -72,6 +72,18 @@ impl<H: Host + 'static> RootContext for CertboundRoot<H> {
                     if let config::JwksSource::Local { skipped, .. } = &p.jwks {
                         log_skipped_keys(host, &p.name, skipped);
                     }
+                    if p.audiences.is_empty() {
+                        // As jwt_authn: no `audiences`, no `aud` check. Said
+                        // once, since a token meant for another API of the
+                        // same issuer is then accepted (RFC 7519 §4.1.3).
+                        host.log(
+                            log::Level::Warn,
+                            &format!(
+                                "certbound: provider {:?} has no audiences: tokens for any audience of its issuer are accepted",
+                                p.name
+                            ),
+                        );
+                    }
                 }
                 host.log(
                     log::Level::Info,

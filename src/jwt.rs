@@ -323,13 +323,16 @@ fn check_claim_types(c: &Map<String, Value>) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// The largest NumericDate accepted: 2^32 − 1 s, early in the year 2106.
-pub const MAX_NUMERIC_DATE: i64 = u32::MAX as i64;
+/// The largest NumericDate accepted: 2^53 − 1 s, the largest integer every
+/// JSON producer writes exactly (a JavaScript number's safe range). RFC 7519
+/// sets no bound, and issuers do write far-off `exp` values such as
+/// 9999999999 (jwt_authn reads them as 64-bit integers).
+pub const MAX_NUMERIC_DATE: i64 = (1 << 53) - 1;
 
 /// RFC 7519 §2 NumericDate: seconds since the epoch, possibly fractional
 /// (truncated here). Values before the epoch or after
 /// [`MAX_NUMERIC_DATE`] are refused as malformed, never saturated or
-/// wrapped: no real access token is issued in 1969 or expires in 2106.
+/// wrapped.
 fn numeric_date(v: &Value) -> Option<i64> {
     let secs = match v {
         Value::Number(n) => n.as_i64().or_else(|| {
@@ -461,5 +464,28 @@ fn map_jwt_error(e: &jwt_simple::Error) -> AuthError {
         // Everything else jwt-simple reports happens while checking the
         // signature: a wrong length, an invalid encoding, or a mismatch.
         _ => AuthError::BadSignature,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_NUMERIC_DATE, numeric_date};
+    use serde_json::json;
+
+    #[test]
+    fn numeric_dates_up_to_two_to_the_53() {
+        for (v, want) in [
+            (json!(0), Some(0)),
+            (json!(9_999_999_999_i64), Some(9_999_999_999)),
+            (json!(MAX_NUMERIC_DATE), Some(MAX_NUMERIC_DATE)),
+            (json!(MAX_NUMERIC_DATE + 1), None),
+            (json!(u64::MAX), None),
+            (json!(-1), None),
+            (json!(1_700_000_000.75), Some(1_700_000_000)),
+            (json!(1e300), None),
+            (json!("1700000000"), None),
+        ] {
+            assert_eq!(numeric_date(&v), want, "{v}");
+        }
     }
 }

@@ -99,14 +99,11 @@ fn time_claims_use_the_bounded_skew() {
     assert_eq!(verify("iat_future"), Err(AuthError::NotYetValid));
     assert_eq!(verify("float_exp"), Ok(()));
     assert!(matches!(verify("string_exp"), Err(AuthError::Malformed(_))));
+    // RFC 7519 sets no upper bound: a far-off `exp` is a valid one.
+    assert_eq!(verify("exp_after_2106"), Ok(()));
     // Out of the NumericDate range this filter accepts: malformed, not a
     // signature failure, and never wrapped into a small number.
-    for name in [
-        "negative_iat",
-        "negative_exp",
-        "exp_after_2106",
-        "exp_huge_float",
-    ] {
+    for name in ["negative_iat", "negative_exp", "exp_huge_float"] {
         assert!(
             matches!(verify(name), Err(AuthError::Malformed(_))),
             "{name}"
@@ -664,6 +661,61 @@ fn rules_first_match_wins() {
     allowed(run(&p, &at("/lenient", None), None));
     let lenient = allowed(run(&p, &at("/lenient", Some(&token("expired"))), a));
     assert_eq!(lenient.provider, None);
+    // ... and a token that cannot be read, as jwt_authn: characters outside
+    // b64token, two different tokens. allow_missing still refuses them.
+    let two = format!("{}, Bearer {}", token("good_ES256"), token("good_ES384"));
+    for t in ["a\"b", two.as_str()] {
+        assert_eq!(allowed(run(&p, &at("/lenient", Some(t)), a)).provider, None);
+        assert!(
+            denied(&run(&p, &at("/optional", Some(t)), a)).is_some(),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn tolerating_failure_is_read_through_requires_any_and_all() {
+    let p = policy(json!({
+        "providers": {"idp": provider(json!({}))},
+        "rules": [
+            {"match": {"prefix": "/any"}, "requires": {"requires_any": [
+                {"provider_name": "idp"}, {"allow_missing_or_failed": {}}]}},
+            {"match": {"prefix": "/all"}, "requires": {"requires_all": [
+                {"provider_name": "idp"}, {"allow_missing_or_failed": {}}]}}
+        ]
+    }));
+    let a = Some(thumb("client_a"));
+    allowed(run(&p, &at("/any", Some("a\"b")), a));
+    assert!(matches!(
+        denied(&run(&p, &at("/all", Some("a\"b")), a)),
+        Some(AuthError::Malformed(_))
+    ));
+}
+
+#[test]
+fn the_size_cap_comes_before_introspection() {
+    let p = simple_policy(json!({
+        "introspection": {
+            "http_uri": {"uri": "https://as.example.com/introspect", "cluster": "as", "timeout": "1s"},
+            "client_id": "rs",
+            "client_secret": "s"
+        }
+    }));
+    let mut p = p;
+    p.max_token_bytes = 256;
+    let a = Some(thumb("client_a"));
+    assert!(matches!(
+        run(&p, &bearer(&"A".repeat(200)), a),
+        Decision::Introspect { .. }
+    ));
+    // Neither an opaque token nor a JWS (whose payload routing would decode).
+    let big_jws = format!("{}.{}.AAAA", "A".repeat(40), "A".repeat(300));
+    for t in ["A".repeat(300), big_jws] {
+        assert!(matches!(
+            denied(&run(&p, &bearer(&t), a)),
+            Some(AuthError::TokenTooLarge { .. })
+        ));
+    }
 }
 
 #[test]
