@@ -183,9 +183,10 @@ impl TokenCache {
         }
     }
 
-    /// The verification of exactly the probed token, if it is cached, has not expired (with the largest allowed skew; the
-    /// caller checks time with the provider's own) and its provider's keys
-    /// are still those of `generation_of`. A stale entry is dropped.
+    /// The verification of exactly the probed token, if it is cached, has
+    /// not expired (with the largest allowed skew; the caller checks time
+    /// with the provider's own) and its provider's keys are still those of
+    /// `generation_of`. A stale entry is dropped.
     pub fn get(
         &mut self,
         probe: &Probe<'_>,

@@ -83,10 +83,15 @@ pub enum Decision {
 /// A token found in the request, and where.
 #[derive(Debug, Clone)]
 struct Found<'a> {
-    token: &'a str,
     source: &'a TokenSource,
-    /// The token cache's view of it, taken once.
+    /// The token, and the token cache's view of it, taken once.
     probe: Probe<'a>,
+}
+
+impl<'a> Found<'a> {
+    fn token(&self) -> &'a str {
+        self.probe.token()
+    }
 }
 
 /// The keys in force, and the verified-token and introspection caches of the VM.
@@ -152,7 +157,7 @@ pub fn decide(
     {
         return Decision::Introspect {
             provider: p,
-            token: f.token.to_string(),
+            token: f.token().to_string(),
         };
     }
     let verified = match outcome {
@@ -316,15 +321,9 @@ fn check_token(
 ) -> Result<Accepted, Rejection> {
     // The size cap comes before anything reads the token, on every path:
     // routing to introspection decodes a JWS's payload.
-    if found.token.len() > policy.max_token_bytes {
-        return Err(AuthError::TokenTooLarge {
-            len: found.token.len(),
-            max: policy.max_token_bytes,
-        }
-        .into());
-    }
-    let token = match introspection_route(policy, found.token) {
-        Some(p) => introspected(policy, verifier.introspection, p, found.token, now)?,
+    jwt::check_size(policy, found.token())?;
+    let token = match introspection_route(policy, found.token()) {
+        Some(p) => introspected(policy, verifier.introspection, p, found.token(), now)?,
         None => jwt::verify_probed(policy, verifier.keys, verifier.cache, &found.probe, now)?,
     };
     let index = token.provider;
@@ -503,11 +502,7 @@ fn checked<'a>(
     if !probe.filed() {
         check_b64token(token)?;
     }
-    Ok(Found {
-        token,
-        source,
-        probe,
-    })
+    Ok(Found { source, probe })
 }
 
 /// Hands each candidate token at one source to `visit`, stopping at its
@@ -696,7 +691,7 @@ fn claim_value(claims: &serde_json::Map<String, Value>, path: &[String]) -> Opti
 /// `forward: false`: the token does not go upstream, from any location it
 /// was sent in (a client may repeat it in a header, the query and a cookie).
 fn remove_token(policy: &Policy, found: &Found<'_>, req: Request<'_>, ops: &mut Vec<HeaderOp>) {
-    let token = found.token;
+    let token = found.token();
     let holds = |source: &TokenSource| {
         let mut holds = false;
         let _ = visit_tokens(source, req, &mut |t| {

@@ -74,8 +74,9 @@ impl<H: Host + 'static> RootContext for CertboundRoot<H> {
                     }
                     if p.audiences.is_empty() {
                         // As jwt_authn: no `audiences`, no `aud` check. Said
-                        // once, since a token meant for another API of the
-                        // same issuer is then accepted (RFC 7519 §4.1.3).
+                        // at start (once per VM), since a token meant for
+                        // another API of the same issuer is then accepted
+                        // (RFC 7519 §4.1.3).
                         host.log(
                             log::Level::Warn,
                             &format!(

@@ -115,14 +115,7 @@ pub fn verify_probed(
     now: i64,
 ) -> Result<Arc<VerifiedToken>, Rejection> {
     let token = probe.token();
-    // Size cap before any decoding.
-    if token.len() > policy.max_token_bytes {
-        return Err(AuthError::TokenTooLarge {
-            len: token.len(),
-            max: policy.max_token_bytes,
-        }
-        .into());
-    }
+    check_size(policy, token)?;
     if let Some(hit) = cache.get(probe, |p| keys.generation(p), now) {
         let provider = policy
             .providers
@@ -142,6 +135,17 @@ pub fn verify_probed(
         keys.generation(verified.provider),
     );
     Ok(verified)
+}
+
+/// `max_token_bytes`, before anything decodes the token.
+pub(crate) fn check_size(policy: &Policy, token: &str) -> Result<(), AuthError> {
+    if token.len() > policy.max_token_bytes {
+        return Err(AuthError::TokenTooLarge {
+            len: token.len(),
+            max: policy.max_token_bytes,
+        });
+    }
+    Ok(())
 }
 
 fn verify_uncached(
