@@ -79,7 +79,9 @@ pub enum AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub status: u32,
-    pub www_authenticate: String,
+    /// The `WWW-Authenticate` challenge; `None` when the denial is not about
+    /// the token (a 500).
+    pub www_authenticate: Option<String>,
 }
 
 impl AuthError {
@@ -179,30 +181,34 @@ impl AuthError {
     /// * no token: 401 and a bare `Bearer` challenge (§3.1: no error code);
     /// * a request with several tokens: 400 `invalid_request`;
     /// * missing scopes: 403 `insufficient_scope` with the `scope` needed;
+    /// * the filter's own failure (no clock from the host): 500 and no
+    ///   challenge, since nothing is wrong with the token (still closed);
     /// * everything else, including RFC 8705 binding failures: 401
     ///   `invalid_token`.
     pub fn response(&self) -> Denial {
-        match self {
-            AuthError::MissingToken => Denial {
-                status: 401,
-                www_authenticate: "Bearer".to_string(),
-            },
-            AuthError::MultipleTokens => Denial {
-                status: 400,
-                www_authenticate: challenge("invalid_request", self.description(), None),
-            },
-            AuthError::InsufficientScope { required } => Denial {
-                status: 403,
-                www_authenticate: challenge(
+        let (status, www_authenticate) = match self {
+            AuthError::MissingToken => (401, Some("Bearer".to_string())),
+            AuthError::MultipleTokens => (
+                400,
+                Some(challenge("invalid_request", self.description(), None)),
+            ),
+            AuthError::InsufficientScope { required } => (
+                403,
+                Some(challenge(
                     "insufficient_scope",
                     self.description(),
                     Some(required),
-                ),
-            },
-            _ => Denial {
-                status: 401,
-                www_authenticate: challenge("invalid_token", self.description(), None),
-            },
+                )),
+            ),
+            AuthError::Internal => (500, None),
+            _ => (
+                401,
+                Some(challenge("invalid_token", self.description(), None)),
+            ),
+        };
+        Denial {
+            status,
+            www_authenticate,
         }
     }
 }
@@ -242,7 +248,7 @@ mod tests {
     fn missing_token_has_bare_challenge() {
         let d = AuthError::MissingToken.response();
         assert_eq!(d.status, 401);
-        assert_eq!(d.www_authenticate, "Bearer");
+        assert_eq!(d.www_authenticate.as_deref(), Some("Bearer"));
     }
 
     #[test]
@@ -250,9 +256,18 @@ mod tests {
         let d = AuthError::BindingMismatch.response();
         assert_eq!(d.status, 401);
         assert_eq!(
-            d.www_authenticate,
-            "Bearer error=\"invalid_token\", error_description=\"certificate binding mismatch\""
+            d.www_authenticate.as_deref(),
+            Some(
+                "Bearer error=\"invalid_token\", error_description=\"certificate binding mismatch\""
+            )
         );
+    }
+
+    #[test]
+    fn internal_failure_is_a_500_without_challenge() {
+        let d = AuthError::Internal.response();
+        assert_eq!(d.status, 500);
+        assert_eq!(d.www_authenticate, None);
     }
 
     #[test]
@@ -261,7 +276,7 @@ mod tests {
         assert_eq!(d.status, 400);
         assert!(
             d.www_authenticate
-                .starts_with("Bearer error=\"invalid_request\"")
+                .is_some_and(|c| c.starts_with("Bearer error=\"invalid_request\""))
         );
     }
 
@@ -273,8 +288,10 @@ mod tests {
         .response();
         assert_eq!(d.status, 403);
         assert_eq!(
-            d.www_authenticate,
-            "Bearer error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"orders:read orders:write\""
+            d.www_authenticate.as_deref(),
+            Some(
+                "Bearer error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"orders:read orders:write\""
+            )
         );
     }
 

@@ -475,13 +475,20 @@ impl Vm {
                     ),
                 );
                 let denial = error.response();
-                host.send_response(
-                    denial.status,
-                    &[
-                        ("www-authenticate", denial.www_authenticate.as_str()),
+                let challenge = denial
+                    .www_authenticate
+                    .as_deref()
+                    .map(|c| ("www-authenticate", c));
+                let headers: Vec<(&str, &str)> = challenge
+                    .into_iter()
+                    .chain([
                         ("content-type", "text/plain"),
                         ("cache-control", "no-store"),
-                    ],
+                    ])
+                    .collect();
+                host.send_response(
+                    denial.status,
+                    &headers,
                     format!("{}\n", error.description()).as_bytes(),
                 );
                 Step::Responded
