@@ -215,7 +215,7 @@ def new_signing_key(alg: str):
     curves = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
     if alg in curves:
         return ec.generate_private_key(curves[alg]())
-    if alg == "EdDSA":
+    if alg in ("EdDSA", "Ed25519"):
         return ed25519.Ed25519PrivateKey.generate()
     raise ValueError(f"unsupported algorithm {alg!r}")
 
@@ -295,6 +295,13 @@ def mint(
         claims["cnf"] = {"x5t#S256": thumbprint(cert)}
     claims.update(extra or {})
     headers = {"kid": kid} if kid is not None else {}
+    if alg == "Ed25519":
+        # RFC 9864's fully-specified name for the EdDSA signature with an
+        # Ed25519 key, which PyJWT does not know: a compact JWS by hand.
+        header = {"alg": alg, "typ": "JWT", **headers}
+        compact = lambda obj: b64url(json.dumps(obj, separators=(",", ":")).encode())  # noqa: E731
+        signing_input = f"{compact(header)}.{compact(claims)}"
+        return f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
     return jwt.encode(claims, key, algorithm=alg, headers=headers)
 
 

@@ -24,8 +24,9 @@ pub const MAX_KEYS: usize = 64;
 /// Upper bound on a `kid`, in bytes.
 pub const MAX_KID_BYTES: usize = 256;
 
-/// The signature algorithms certbound verifies (RFC 7518 §3.1, RFC 8037 §3.1).
-/// `none` and the HMAC family are deliberately absent (RFC 8725 §3.1-3.2).
+/// The signature algorithms certbound verifies (RFC 7518 §3.1, RFC 8037 §3.1,
+/// RFC 9864 §2.2). `none` and the HMAC family are deliberately absent
+/// (RFC 8725 §3.1-3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Alg {
@@ -37,11 +38,15 @@ pub enum Alg {
     PS512,
     ES256,
     ES384,
+    /// Polymorphic EdDSA (RFC 8037), deprecated by RFC 9864 §4.1.2 but
+    /// what most issuers still send; certbound verifies it with Ed25519 keys.
     EdDSA,
+    /// Fully-specified Ed25519 (RFC 9864 §2.2).
+    Ed25519,
 }
 
 impl Alg {
-    pub const ALL: [Alg; 9] = [
+    pub const ALL: [Alg; 10] = [
         Alg::RS256,
         Alg::RS384,
         Alg::RS512,
@@ -51,6 +56,7 @@ impl Alg {
         Alg::ES256,
         Alg::ES384,
         Alg::EdDSA,
+        Alg::Ed25519,
     ];
     const RSA: [Alg; 6] = [
         Alg::RS256,
@@ -77,6 +83,7 @@ impl Alg {
             Alg::ES256 => "ES256",
             Alg::ES384 => "ES384",
             Alg::EdDSA => "EdDSA",
+            Alg::Ed25519 => "Ed25519",
         }
     }
 }
@@ -94,6 +101,7 @@ pub enum VerifyingKey {
     ES256(Es256Key),
     ES384(Es384Key),
     EdDSA(Ed25519Key),
+    Ed25519(Ed25519Key),
 }
 
 impl VerifyingKey {
@@ -125,11 +133,14 @@ impl VerifyingKey {
                 let key = ES384PublicKey::from_jwk(jwk)?;
                 VerifyingKey::ES384(Es384Key::new(*key.public_key().as_ref().as_affine()))
             }
-            Alg::EdDSA => {
+            Alg::EdDSA | Alg::Ed25519 => {
                 let key = Ed25519PublicKey::from_jwk(jwk)?;
-                VerifyingKey::EdDSA(
-                    Ed25519Key::new(&key.to_bytes()).ok_or(JWTError::InvalidPublicKey)?,
-                )
+                let key = Ed25519Key::new(&key.to_bytes()).ok_or(JWTError::InvalidPublicKey)?;
+                if alg == Alg::EdDSA {
+                    VerifyingKey::EdDSA(key)
+                } else {
+                    VerifyingKey::Ed25519(key)
+                }
             }
         })
     }
@@ -145,6 +156,7 @@ impl VerifyingKey {
             VerifyingKey::ES256(_) => Alg::ES256,
             VerifyingKey::ES384(_) => Alg::ES384,
             VerifyingKey::EdDSA(_) => Alg::EdDSA,
+            VerifyingKey::Ed25519(_) => Alg::Ed25519,
         }
     }
 
@@ -168,7 +180,9 @@ impl VerifyingKey {
             }
             VerifyingKey::ES256(k) => verify_signature(token, |m, s| k.verify(m, s)),
             VerifyingKey::ES384(k) => verify_signature(token, |m, s| k.verify(m, s)),
-            VerifyingKey::EdDSA(k) => verify_signature(token, |m, s| k.verify(m, s)),
+            VerifyingKey::EdDSA(k) | VerifyingKey::Ed25519(k) => {
+                verify_signature(token, |m, s| k.verify(m, s))
+            }
         }
     }
 }
@@ -350,7 +364,8 @@ fn import_key(entry: &serde_json::Value) -> Result<Key, String> {
         ("RSA", _) => Alg::RSA.to_vec(),
         ("EC", Some("P-256")) => vec![Alg::ES256],
         ("EC", Some("P-384")) => vec![Alg::ES384],
-        ("OKP", Some("Ed25519")) => vec![Alg::EdDSA],
+        // RFC 9864 §2.2: "Ed25519" names the same signature as "EdDSA" on this curve.
+        ("OKP", Some("Ed25519")) => vec![Alg::EdDSA, Alg::Ed25519],
         ("EC" | "OKP", c) => return Err(format!("unsupported crv {c:?} for kty {kty}")),
         (k, _) => return Err(format!("unsupported kty {k:?}")),
     };

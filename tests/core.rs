@@ -82,7 +82,7 @@ fn allowed(d: Decision) -> Allowed {
 #[test]
 fn every_supported_algorithm_verifies() {
     for alg in [
-        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "Ed25519",
     ] {
         assert_eq!(verify(&format!("good_{alg}")), Ok(()), "{alg}");
     }
@@ -246,7 +246,7 @@ fn max_lifetime() {
 #[test]
 fn jwks_skips_bad_keys_and_keeps_good_ones() {
     let (set, skipped) = KeySet::parse(&jwks("messy_jwks")).unwrap();
-    assert_eq!(set.len(), 2, "{skipped:?}");
+    assert_eq!(set.len(), 4, "{skipped:?}");
     let reasons: Vec<_> = skipped.iter().map(|s| s.reason.as_str()).collect();
     assert!(reasons.iter().any(|r| r.contains("2048")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("use")), "{reasons:?}");
@@ -265,6 +265,18 @@ fn jwks_alg_member_restricts_the_key() {
     assert!(set.select(Some("rs256-only"), Alg::RS256).is_ok());
     assert_eq!(
         set.select(Some("rs256-only"), Alg::PS256).err(),
+        Some(AuthError::KeyAlgorithmMismatch)
+    );
+    // RFC 9864: "EdDSA" and "Ed25519" are distinct names for a JWK's `alg`,
+    // though the signature is the same; a key without `alg` serves both.
+    assert!(set.select(Some("eddsa-only"), Alg::EdDSA).is_ok());
+    assert_eq!(
+        set.select(Some("eddsa-only"), Alg::Ed25519).err(),
+        Some(AuthError::KeyAlgorithmMismatch)
+    );
+    assert!(set.select(Some("ed25519-only"), Alg::Ed25519).is_ok());
+    assert_eq!(
+        set.select(Some("ed25519-only"), Alg::EdDSA).err(),
         Some(AuthError::KeyAlgorithmMismatch)
     );
 }

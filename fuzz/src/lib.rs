@@ -351,6 +351,7 @@ fn sanity_check(f: &Fixtures) {
         ("good_ES256", "jwks", true),
         ("good_RS256", "jwks", true),
         ("good_EdDSA", "jwks", true),
+        ("good_Ed25519", "jwks", true),
         ("good_ES384", "jwks", true),
         ("no_kid", "jwks", false),
         ("kid_wrong_alg", "jwks", false),
@@ -412,7 +413,7 @@ fn model_keys(jwks: &Value) -> Vec<ModelKey<'_>> {
             }
             ("EC", Some("P-256")) => vec!["ES256"],
             ("EC", Some("P-384")) => vec!["ES384"],
-            ("OKP", Some("Ed25519")) => vec!["EdDSA"],
+            ("OKP", Some("Ed25519")) => vec!["EdDSA", "Ed25519"],
             _ => continue,
         };
         let algs = match key.get("alg") {

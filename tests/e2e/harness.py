@@ -165,7 +165,8 @@ class Pki:
         return demo.mint(self.idp_key, demo.IDP_ALG, cert=client.cert if client else None, **kw)
 
 
-ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA")
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+              "Ed25519")
 
 
 def build_pki(root: Path) -> Pki:
@@ -198,7 +199,7 @@ def build_pki(root: Path) -> Pki:
     # One key per algorithm family, a distinct kid (and `alg`) per algorithm.
     rsa = demo.new_signing_key("RS256")
     material = {"ES256": demo.new_signing_key("ES256"), "ES384": demo.new_signing_key("ES384"),
-                "EdDSA": demo.new_signing_key("EdDSA")}
+                "EdDSA": demo.new_signing_key("EdDSA"), "Ed25519": demo.new_signing_key("Ed25519")}
     jwk_list = [demo.public_jwk(idp_key, demo.IDP_KID, demo.IDP_ALG)]
     for alg in ALGORITHMS:
         key = material.get(alg, rsa)

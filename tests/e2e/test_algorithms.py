@@ -84,3 +84,14 @@ class TestSingleKeyInlineJwks:
         key, kid = pki.keys["ES256"]
         token = demo.mint(key, "ES256", kid=kid, cert=pki.client_a.cert)
         assert_invalid_token(call(envoy=envoy_inline, token=token, client=pki.client_a))
+
+
+@pytest.mark.parametrize(("signed_as", "under"), [("Ed25519", "EdDSA"), ("EdDSA", "Ed25519")])
+def test_eddsa_and_ed25519_keep_to_their_jwk_alg(call, pki, signed_as, under):
+    """RFC 9864: one signature, two `alg` names. The right key material under
+    a JWK whose `alg` names the other one is still refused (RFC 7517 §4.4)."""
+    key, kid = pki.keys[under]
+    token = demo.mint(key, signed_as, kid=kid, cert=pki.client_a.cert)
+    resp = call(token=token, client=pki.client_a)
+    assert_invalid_token(resp)
+    assert "algorithm does not match key" in (resp.www_authenticate or ""), resp

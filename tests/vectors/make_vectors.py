@@ -100,6 +100,8 @@ messy_jwks = {
         ec_jwk(p256, "es256", "P-256", 32),
         ec_jwk(p256_other, "es256", "P-256", 32),
         rsa_jwk(rsa_key, "rs256-only", "RS256"),
+        {**ed_jwk(ed, "eddsa-only"), "alg": "EdDSA"},
+        {**ed_jwk(ed, "ed25519-only"), "alg": "Ed25519"},
     ]
 }
 
@@ -156,7 +158,7 @@ def sign(alg: str, data: bytes) -> bytes:
     if alg == "ES384":
         r, s = decode_dss_signature(p384.sign(data, ec.ECDSA(hashes.SHA384())))
         return r.to_bytes(48, "big") + s.to_bytes(48, "big")
-    if alg == "EdDSA":
+    if alg in ("EdDSA", "Ed25519"):  # RFC 9864 §2.2: the same signature
         return ed.sign(data)
     raise ValueError(alg)
 
@@ -164,7 +166,7 @@ def sign(alg: str, data: bytes) -> bytes:
 KID = {
     "RS256": "rsa", "RS384": "rsa", "RS512": "rsa",
     "PS256": "rsa", "PS384": "rsa", "PS512": "rsa",
-    "ES256": "es256", "ES384": "es384", "EdDSA": "ed25519",
+    "ES256": "es256", "ES384": "es384", "EdDSA": "ed25519", "Ed25519": "ed25519",
 }
 
 
@@ -211,7 +213,8 @@ def p256_other_sign(d: bytes) -> bytes:
 N_P256 = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 tokens = {}
-for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]:
+for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+            "Ed25519"]:
     tokens[f"good_{alg}"] = token(alg)
 
 tokens.update(
