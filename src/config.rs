@@ -34,6 +34,8 @@ struct RawConfig {
     jwt_cache_size: Option<usize>,
     #[serde(default)]
     client_certificate: Option<RawCertificateSource>,
+    #[serde(default)]
+    bypass_cors_preflight: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +80,8 @@ struct RawProvider {
     claim_to_headers: Option<Vec<RawClaimToHeader>>,
     #[serde(default)]
     forward_payload_header: Option<String>,
+    #[serde(default)]
+    pad_forward_payload_header: Option<bool>,
     #[serde(default)]
     thumbprint_header: Option<String>,
     #[serde(default)]
@@ -181,6 +185,8 @@ struct RawMatch {
     prefix: Option<String>,
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    path_separated_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +363,9 @@ pub struct Provider {
     pub forward: bool,
     pub claim_to_headers: Vec<ClaimToHeader>,
     pub forward_payload_header: Option<String>,
+    /// Pad the forwarded payload to a multiple of 4 with `=` (jwt_authn's
+    /// `pad_forward_payload_header`, for base64 decoders that need it).
+    pub pad_forward_payload_header: bool,
     pub thumbprint_header: Option<String>,
     pub require_expiration: bool,
     pub max_lifetime: Option<u64>,
@@ -390,6 +399,9 @@ impl Provider {
 pub enum PathMatch {
     Prefix(String),
     Exact(String),
+    /// Envoy's `path_separated_prefix`: the prefix is the whole path or is
+    /// followed by `/` (so `/api` matches `/api` and `/api/x`, not `/apix`).
+    SeparatedPrefix(String),
 }
 
 impl PathMatch {
@@ -399,6 +411,9 @@ impl PathMatch {
         match self {
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
             PathMatch::Exact(p) => path == p,
+            PathMatch::SeparatedPrefix(p) => path
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
         }
     }
 }
@@ -437,6 +452,9 @@ pub struct Policy {
     /// Whether any provider introspects tokens: if none does, no token is
     /// inspected for its shape to route it there.
     pub introspects: bool,
+    /// Let CORS preflight requests through unchecked (jwt_authn's
+    /// `bypass_cors_preflight`; off by default).
+    pub bypass_cors_preflight: bool,
 }
 
 impl Policy {
@@ -585,6 +603,7 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
         introspects,
         by_issuer,
         output_headers,
+        bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(false),
     })
 }
 
@@ -731,6 +750,12 @@ fn validate_provider(
         .forward_payload_header
         .map(|h| header_name(&format!("{at}.forward_payload_header"), &h))
         .transpose()?;
+    if rp.pad_forward_payload_header == Some(true) && forward_payload_header.is_none() {
+        return Err(err(
+            format!("{at}.pad_forward_payload_header"),
+            "needs forward_payload_header",
+        ));
+    }
     let thumbprint_header = rp
         .thumbprint_header
         .map(|h| header_name(&format!("{at}.thumbprint_header"), &h))
@@ -803,6 +828,7 @@ fn validate_provider(
         forward: rp.forward.unwrap_or(false),
         claim_to_headers,
         forward_payload_header,
+        pad_forward_payload_header: rp.pad_forward_payload_header.unwrap_or(false),
         thumbprint_header,
         require_expiration: rp.require_expiration.unwrap_or(true),
         max_lifetime,
@@ -1089,20 +1115,39 @@ pub fn normalize_media_type(t: &str) -> String {
     }
 }
 
+/// Envoy's rule for `path_separated_prefix`: starts with `/`, has no `?`
+/// or `#`, and does not end with `/` (`/api/` would never match `/api`).
+fn separated_prefix(at: &str, p: String) -> Result<String, ConfigError> {
+    let field = || format!("{at}.match.path_separated_prefix");
+    if !p.starts_with('/') {
+        return Err(err(field(), "must start with /"));
+    }
+    if p.ends_with('/') || p.contains(['?', '#']) {
+        return Err(err(field(), "must not end with / or contain ? or #"));
+    }
+    Ok(p)
+}
+
 fn validate_rule(
     at: &str,
     rr: RawRule,
     names: &HashMap<String, usize>,
 ) -> Result<Rule, ConfigError> {
-    let matcher = match (rr.matcher.prefix, rr.matcher.path) {
-        (Some(p), None) if p.starts_with('/') => PathMatch::Prefix(p),
-        (None, Some(p)) if p.starts_with('/') => PathMatch::Exact(p),
-        (Some(_), None) => return Err(err(format!("{at}.match.prefix"), "must start with /")),
-        (None, Some(_)) => return Err(err(format!("{at}.match.path"), "must start with /")),
+    let m = rr.matcher;
+    let matcher = match (m.prefix, m.path, m.path_separated_prefix) {
+        (Some(p), None, None) if p.starts_with('/') => PathMatch::Prefix(p),
+        (None, Some(p), None) if p.starts_with('/') => PathMatch::Exact(p),
+        (None, None, Some(p)) => PathMatch::SeparatedPrefix(separated_prefix(at, p)?),
+        (Some(_), None, None) => {
+            return Err(err(format!("{at}.match.prefix"), "must start with /"));
+        }
+        (None, Some(_), None) => {
+            return Err(err(format!("{at}.match.path"), "must start with /"));
+        }
         _ => {
             return Err(err(
                 format!("{at}.match"),
-                "exactly one of prefix or path is required",
+                "exactly one of prefix, path or path_separated_prefix is required",
             ));
         }
     };

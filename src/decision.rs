@@ -60,6 +60,8 @@ pub enum HeaderOp {
 pub struct Allowed {
     /// The provider whose token was verified, if any.
     pub provider: Option<usize>,
+    /// A CORS preflight let through by `bypass_cors_preflight`.
+    pub cors_preflight: bool,
     /// Applied in order.
     pub ops: Vec<HeaderOp>,
 }
@@ -109,6 +111,13 @@ pub fn decide(
     cert: &mut dyn ClientCertificate,
     now: i64,
 ) -> Decision {
+    if policy.bypass_cors_preflight && is_cors_preflight(req) {
+        return Decision::Allow(Allowed {
+            provider: None,
+            cors_preflight: true,
+            ops: strip_output_headers(policy),
+        });
+    }
     let (requirement, scopes) = match policy.rule_for(req.path) {
         RuleMatch::NoMatch => return allow_unchecked(policy),
         RuleMatch::Rule(rule) => match &rule.requires {
@@ -187,6 +196,7 @@ pub fn decide(
     }
     Decision::Allow(Allowed {
         provider: verified.map(|v| v.token.provider),
+        cors_preflight: false,
         ops,
     })
 }
@@ -205,8 +215,26 @@ fn tolerates_failure(r: &Requirement) -> bool {
 fn allow_unchecked(policy: &Policy) -> Decision {
     Decision::Allow(Allowed {
         provider: None,
+        cors_preflight: false,
         ops: strip_output_headers(policy),
     })
+}
+
+/// A CORS preflight (Fetch standard, "CORS-preflight request"): `OPTIONS`
+/// with a non-empty `Origin` and `Access-Control-Request-Method`, the test
+/// jwt_authn's `bypass_cors_preflight` uses. Browsers send it without
+/// credentials, so it can carry no token.
+fn is_cors_preflight(req: Request<'_>) -> bool {
+    let has = |name: &str| {
+        req.headers
+            .iter()
+            .any(|(n, v)| n == name && !v.trim().is_empty())
+    };
+    req.headers
+        .iter()
+        .any(|(n, v)| n == ":method" && v == "OPTIONS")
+        && has("origin")
+        && has("access-control-request-method")
 }
 
 /// Anti-spoofing: every header certbound may write upstream is first
@@ -647,7 +675,13 @@ fn upstream_ops(
     if let Some(h) = &p.forward_payload_header
         && !v.token.payload_b64.is_empty()
     {
-        ops.push(HeaderOp::Set(h.clone(), v.token.payload_b64.clone()));
+        let mut payload = v.token.payload_b64.clone();
+        if p.pad_forward_payload_header {
+            // base64 (RFC 4648 §3.2) padding: a multiple of 4 characters.
+            let pad = (4 - payload.len() % 4) % 4;
+            payload.extend(core::iter::repeat_n('=', pad));
+        }
+        ops.push(HeaderOp::Set(h.clone(), payload));
     }
     if let (Some(h), Some(t)) = (&p.thumbprint_header, &v.thumbprint) {
         ops.push(HeaderOp::Set(h.clone(), t.to_base64url()));

@@ -91,6 +91,7 @@ pub struct Metrics {
     cache_hit: Option<u32>,
     cache_miss: Option<u32>,
     untrusted_header: Option<u32>,
+    cors_preflight_bypassed: Option<u32>,
     reasons: HashMap<&'static str, u32>,
     providers: Vec<ProviderMetrics>,
 }
@@ -129,6 +130,7 @@ impl Metrics {
             cache_hit: counter("certbound.cache_hit"),
             cache_miss: counter("certbound.cache_miss"),
             untrusted_header: counter("certbound.untrusted_certificate_header"),
+            cors_preflight_bypassed: counter("certbound.cors_preflight_bypassed"),
             reasons,
             providers,
         }
@@ -147,6 +149,10 @@ impl Metrics {
 
     fn record(&self, host: &dyn Host, decision: &Decision) {
         match decision {
+            // As jwt_authn: a bypassed preflight counts as that alone.
+            Decision::Allow(a) if a.cors_preflight => {
+                Self::bump(host, self.cors_preflight_bypassed, 1);
+            }
             Decision::Allow(a) => {
                 Self::bump(host, self.allowed, 1);
                 Self::bump(host, self.provider(a.provider).allowed, 1);

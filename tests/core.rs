@@ -613,6 +613,37 @@ fn claims_and_thumbprint_go_upstream_after_strip() {
     );
 }
 
+#[test]
+fn the_forwarded_payload_is_padded_when_asked() {
+    let pad = |on: bool| {
+        simple_policy(json!({
+            "forward": true,
+            "forward_payload_header": "x-jwt-payload",
+            "pad_forward_payload_header": on
+        }))
+    };
+    // Payload lengths with each remainder mod 4 (0, 2, 3; 1 is no base64url).
+    for name in ["good_ES256", "scoped", "aud_array"] {
+        let t = token(name);
+        let raw = t.split('.').nth(1).unwrap();
+        let set = |p: &config::Policy| {
+            allowed(run(p, &bearer(&t), Some(thumb("client_a"))))
+                .ops
+                .into_iter()
+                .find_map(|op| match op {
+                    HeaderOp::Set(h, v) if h == "x-jwt-payload" => Some(v),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(set(&pad(false)), raw, "{name}");
+        let padded = set(&pad(true));
+        assert_eq!(padded.len() % 4, 0, "{name}");
+        assert_eq!(padded.trim_end_matches('='), raw, "{name}");
+        assert!(padded.len() - raw.len() < 3, "{name}");
+    }
+}
+
 // ------------------------------------------------------------------ rules
 
 fn rules_policy() -> config::Policy {
@@ -683,6 +714,97 @@ fn rules_first_match_wins() {
             "{t}"
         );
     }
+}
+
+#[test]
+fn path_separated_prefix_matches_whole_segments() {
+    let p = policy(json!({
+        "providers": {"idp": provider(json!({}))},
+        "rules": [
+            {"match": {"path_separated_prefix": "/api"}, "requires": {"provider_name": "idp"}},
+            {"match": {"prefix": "/"}}
+        ]
+    }));
+    let a = Some(thumb("client_a"));
+    for path in [
+        "/api",
+        "/api/",
+        "/api/orders",
+        "/api?x=1",
+        "/api#f",
+        "/api/x?y=/z",
+    ] {
+        assert_eq!(
+            denied(&run(&p, &at(path, None), a)),
+            Some(&AuthError::MissingToken),
+            "{path}"
+        );
+    }
+    for path in ["/apix", "/api-v2/orders", "/ap", "/", "/API"] {
+        allowed(run(&p, &at(path, None), a));
+    }
+    allowed(run(&p, &at("/api/orders", Some(&token("good_ES256"))), a));
+}
+
+/// `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+fn preflight(path: &str) -> Vec<(String, String)> {
+    vec![
+        (":method".into(), "OPTIONS".into()),
+        (":path".into(), path.into()),
+        ("origin".into(), "https://app.example.com".into()),
+        ("access-control-request-method".into(), "POST".into()),
+    ]
+}
+
+#[test]
+fn cors_preflight_is_let_through_only_when_asked() {
+    let on = policy(json!({
+        "providers": {"idp": provider(json!({"claim_to_headers": [
+            {"claim_name": "sub", "header_name": "x-jwt-sub"}]}))},
+        "bypass_cors_preflight": true
+    }));
+    let off = simple_policy(json!({}));
+    // Off (the default): a preflight needs a token like any request.
+    assert_eq!(
+        denied(&run(&off, &preflight("/api/orders"), None)),
+        Some(&AuthError::MissingToken)
+    );
+    // On: let through without a token or certificate, still stripped of
+    // the headers certbound writes (anti-spoofing).
+    let mut spoofed = preflight("/api/orders");
+    spoofed.push(("x-jwt-sub".into(), "admin".into()));
+    let a = allowed(run(&on, &spoofed, None));
+    assert!(a.cors_preflight);
+    assert_eq!(a.provider, None);
+    assert_eq!(a.ops, vec![HeaderOp::Remove("x-jwt-sub".into())]);
+    // Only a real preflight: every one of the three parts is needed.
+    for (drop, replace) in [
+        (":method", Some("GET")),
+        (":method", Some("options")),
+        ("origin", None),
+        ("origin", Some(" ")),
+        ("access-control-request-method", None),
+    ] {
+        let mut h: Vec<(String, String)> = preflight("/api/orders")
+            .into_iter()
+            .filter(|(n, _)| n != drop)
+            .collect();
+        if let Some(v) = replace {
+            h.push((drop.into(), v.into()));
+        }
+        assert_eq!(
+            denied(&run(&on, &h, None)),
+            Some(&AuthError::MissingToken),
+            "{drop} {replace:?}"
+        );
+    }
+    // An ordinary request with a token is decided as always.
+    let a = allowed(run(
+        &on,
+        &bearer(&token("good_ES256")),
+        Some(thumb("client_a")),
+    ));
+    assert!(!a.cors_preflight);
 }
 
 #[test]
@@ -833,6 +955,34 @@ fn config_errors_name_their_field() {
             json!({"providers": {"idp": provider(json!({"local_jwks": {"environment_variable": "NOPE"}}))}}),
             "providers.idp.local_jwks.environment_variable",
             "NOPE",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/", "path_separated_prefix": "/api"}}]}),
+            "rules[0].match",
+            "exactly one",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"path_separated_prefix": "/api/"}}]}),
+            "rules[0].match.path_separated_prefix",
+            "end with /",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"path_separated_prefix": "api"}}]}),
+            "rules[0].match.path_separated_prefix",
+            "start with /",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({"pad_forward_payload_header": true}))}}),
+            "providers.idp.pad_forward_payload_header",
+            "forward_payload_header",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))}, "bypass_cors_preflight": "yes"}),
+            "bypass_cors_preflight",
+            "boolean",
         ),
         (json!({"providers": {}}), "providers", "at least one"),
     ];

@@ -435,6 +435,23 @@ fn rejects_every_way_a_token_can_fail() {
 }
 
 #[test]
+fn a_bypassed_cors_preflight_counts_as_that_alone() {
+    let mut cfg = config();
+    cfg["bypass_cors_preflight"] = json!(true);
+    let h = FakeHost::new()
+        .with_config(cfg)
+        .with_header(":path", "/api")
+        .with_header(":method", "OPTIONS")
+        .with_header("origin", "https://app.example.com")
+        .with_header("access-control-request-method", "PUT");
+    assert_eq!(request(&h), Action::Continue);
+    assert_eq!(h.response(), None);
+    assert_eq!(h.counter("certbound.cors_preflight_bypassed"), 1);
+    assert_eq!(h.counter("certbound.allowed"), 0);
+    assert_eq!(h.counter("certbound.denied"), 0);
+}
+
+#[test]
 fn no_token_gets_a_bare_challenge() {
     let h = base().with_peer_cert("client_a");
     assert_eq!(request(&h), Action::Pause);

@@ -1,0 +1,123 @@
+"""jwt_authn options a user brings along, in the real Envoy 1.40 over real
+mTLS: ``bypass_cors_preflight``, ``pad_forward_payload_header`` and the
+``path_separated_prefix`` rule matcher.
+
+One Envoy for the module: the shipped envoy.yaml with the plugin JSON below.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Callable
+
+import pytest
+
+import harness
+from harness import demo
+from support_policy import (  # noqa: F401 (echo, fleet, _vm_healthy: shared fixtures)
+    _vm_healthy, echo, fleet,
+    AUDIENCE, ISSUER, Reply, Stats, assert_missing_token, assert_passed, claims,
+    payload_segment, send, sign, unique,
+)
+
+PREFLIGHT = {"origin": "https://app.example.com", "access-control-request-method": "POST"}
+
+
+def policy() -> dict[str, Any]:
+    return {
+        "bypass_cors_preflight": True,
+        "providers": {
+            "idp": {
+                "issuer": ISSUER,
+                "audiences": [AUDIENCE],
+                "local_jwks": {"environment_variable": "CERTBOUND_JWKS"},
+                "forward": True,
+                "claim_to_headers": [{"claim_name": "sub", "header_name": "x-jwt-sub"}],
+                "forward_payload_header": "x-jwt-payload",
+                "pad_forward_payload_header": True,
+            },
+        },
+        "rules": [
+            {"match": {"path_separated_prefix": "/api"}, "requires": {"provider_name": "idp"}},
+            {"match": {"prefix": "/"}},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def envoy(fleet, echo, pki):
+    cfg = harness.scenario_config(echo.port, plugin=policy())
+    return fleet.start({"parity": (cfg, pki.jwks_text)})["parity"]
+
+
+@pytest.fixture
+def call(envoy, echo, pki) -> Callable[..., Reply]:
+    """call(path, token=..., headers=..., method=...): client-a; a fresh
+    segment is appended to ``path`` unless ``exact``."""
+
+    def _call(path: str, *, exact: bool = False, **kw: Any) -> Reply:
+        kw.setdefault("client", pki.client_a)
+        return send(envoy.port, echo, pki.ca, path if exact else unique(path), **kw)
+
+    return _call
+
+
+def token(pki, **kw: Any) -> str:
+    return sign(pki.idp_key, "ES256", claims(cert=pki.client_a, **kw), {"kid": demo.IDP_KID})
+
+
+# -- bypass_cors_preflight ----------------------------------------------------
+
+
+def test_a_cors_preflight_passes_without_token_or_certificate(call, envoy, pki):
+    stats = Stats(envoy)
+    before = stats.read()
+    seen = assert_passed(call("/api/orders/", method="OPTIONS", client=None,
+                              headers={**PREFLIGHT, "x-jwt-sub": "admin"}))
+    # Still no way to inject what certbound would write upstream.
+    assert "x-jwt-sub" not in seen, seen
+    stats.expect(before, {"certbound.cors_preflight_bypassed": 1})
+
+
+@pytest.mark.parametrize("missing", ["origin", "access-control-request-method"])
+def test_an_options_request_that_is_no_preflight_needs_a_token(call, missing):
+    headers = {k: v for k, v in PREFLIGHT.items() if k != missing}
+    assert_missing_token(call("/api/orders/", method="OPTIONS", headers=headers))
+
+
+def test_a_preflight_header_set_on_a_get_changes_nothing(call):
+    assert_missing_token(call("/api/orders/", headers=PREFLIGHT))
+
+
+# -- pad_forward_payload_header -----------------------------------------------
+
+
+@pytest.mark.parametrize("sub", ["a", "ab", "abc", "abcd"])
+def test_the_forwarded_payload_is_padded_base64url(call, pki, sub):
+    t = token(pki, sub=sub)
+    seen = assert_passed(call("/api/orders/", token=t))
+    sent = seen["x-jwt-payload"]
+    assert len(sent) % 4 == 0, sent
+    assert sent.rstrip("=") == payload_segment(t), sent
+    assert json.loads(base64.urlsafe_b64decode(sent))["sub"] == sub
+
+
+# -- path_separated_prefix ----------------------------------------------------
+
+
+def test_path_separated_prefix_covers_the_segment_itself(call, pki):
+    assert_missing_token(call("/api", exact=True))
+    assert_missing_token(call("/api?x=1", exact=True))
+    assert_passed(call("/api", exact=True, token=token(pki)))
+
+
+@pytest.mark.parametrize("path", ["/api/", "/api/orders/"])
+def test_path_separated_prefix_covers_what_is_below(call, pki, path):
+    assert_missing_token(call(path))
+    assert_passed(call(path, token=token(pki)))
+
+
+@pytest.mark.parametrize("path", ["/apix/", "/api-v2/orders/"])
+def test_path_separated_prefix_stops_at_the_segment(call, path):
+    assert_passed(call(path))
