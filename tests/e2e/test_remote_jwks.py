@@ -145,7 +145,7 @@ def log_lines(envoy: RemoteEnvoy, needle: str) -> list[str]:
 def test_keys_loaded_at_start(pki, jwks, start_envoy, call):
     """The first request is accepted (it waits for the keys if the fetch is
     still under way); one fetch, reported in /stats."""
-    jwks.set_jwks(pki.jwks)  # the session's 10-key set: IdP key + one per algorithm
+    jwks.set_jwks(pki.jwks)  # the session's 11-key set: IdP key + one per algorithm
     envoy = start_envoy(jwks)
     token = pki.token(pki.client_a)
     assert_ok(call(envoy, token=token, client=pki.client_a))
@@ -166,7 +166,7 @@ def test_keys_loaded_at_start(pki, jwks, start_envoy, call):
     stats = envoy.stats()
     assert stats[FETCH_OK] == 1, stats
     assert stats[FETCH_FAILED] == 0
-    assert stats[KEYS_LOADED] == len(pki.jwks["keys"]) == 10
+    assert stats[KEYS_LOADED] == len(pki.jwks["keys"]) == 1 + len(harness.ALGORITHMS)
     assert stats[STAT + "provider.idp.allowed"] == 2
     assert stats["cluster.idp_jwks.upstream_rq_200"] == 1
     prom = envoy.admin_get("/stats?format=prometheus")
