@@ -276,6 +276,9 @@ pub enum TokenSource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimToHeader {
+    /// `claim_name` as written. A top-level claim of exactly this name is
+    /// taken first, so namespaced claims (`https://example.com/roles`) work.
+    pub name: String,
     /// The claim path, split at dots: `a.b` is `{"a": {"b": …}}`.
     pub claim: Vec<String>,
     pub header: String,
@@ -743,6 +746,7 @@ fn validate_provider(
         let header = header_name(&format!("{field}.header_name"), &c.header_name)?;
         claim_to_headers.push(ClaimToHeader {
             claim: c.claim_name.split('.').map(str::to_string).collect(),
+            name: c.claim_name,
             header,
         });
     }

@@ -668,7 +668,7 @@ fn upstream_ops(
     ops: &mut Vec<HeaderOp>,
 ) {
     for c in &p.claim_to_headers {
-        if let Some(value) = claim_value(&v.token.claims, &c.claim) {
+        if let Some(value) = claim_value(&v.token.claims, &c.name, &c.claim) {
             ops.push(HeaderOp::Set(c.header.clone(), value));
         }
     }
@@ -693,13 +693,25 @@ fn upstream_ops(
 
 /// A claim as a header value: strings as they are, numbers and booleans in
 /// JSON form, arrays of those joined with commas. Objects, and values with
-/// characters a header cannot carry, are not forwarded.
-fn claim_value(claims: &serde_json::Map<String, Value>, path: &[String]) -> Option<String> {
-    let (first, rest) = path.split_first()?;
-    let mut v = claims.get(first)?;
-    for seg in rest {
-        v = v.as_object()?.get(seg)?;
-    }
+/// characters a header cannot carry, are not forwarded. The claim is the
+/// top-level one named `name` if there is one (a namespaced claim such as
+/// `https://example.com/roles` holds dots), else `path` through objects.
+fn claim_value(
+    claims: &serde_json::Map<String, Value>,
+    name: &str,
+    path: &[String],
+) -> Option<String> {
+    let v = match claims.get(name) {
+        Some(v) => v,
+        None => {
+            let (first, rest) = path.split_first()?;
+            let mut v = claims.get(first)?;
+            for seg in rest {
+                v = v.as_object()?.get(seg)?;
+            }
+            v
+        }
+    };
     let scalar = |v: &Value| -> Option<String> {
         match v {
             Value::String(s) => Some(s.clone()),
@@ -800,7 +812,41 @@ fn remove_token(policy: &Policy, found: &Found<'_>, req: Request<'_>, ops: &mut 
 
 #[cfg(test)]
 mod tests {
-    use super::check_b64token;
+    use super::{check_b64token, claim_value};
+
+    #[test]
+    fn claims_by_whole_name_then_by_path() {
+        let claims = serde_json::json!({
+            "sub": "client-a",
+            "org": {"id": 42, "name": "acme", "deep": {"ok": true}},
+            "https://example.com/roles": ["admin", "ops"],
+            "a.b": "top-level",
+            "a": {"b": "nested"},
+            "obj": {"x": 1},
+            "mixed": ["x", {"y": 1}],
+            "crlf": "evil\r\nx-admin: 1"
+        });
+        let claims = claims.as_object().cloned().unwrap_or_default();
+        let get = |name: &str| {
+            let path: Vec<String> = name.split('.').map(str::to_string).collect();
+            claim_value(&claims, name, &path)
+        };
+        assert_eq!(get("sub").as_deref(), Some("client-a"));
+        assert_eq!(get("org.id").as_deref(), Some("42"));
+        assert_eq!(get("org.deep.ok").as_deref(), Some("true"));
+        // A namespaced claim (Auth0 and others) holds dots in its name.
+        assert_eq!(
+            get("https://example.com/roles").as_deref(),
+            Some("admin,ops")
+        );
+        // The whole name wins over the path when both exist.
+        assert_eq!(get("a.b").as_deref(), Some("top-level"));
+        // Not forwarded: absent, objects, arrays holding objects, and values
+        // a header cannot carry.
+        for name in ["nope", "org.nope", "sub.x", "obj", "mixed", "crlf"] {
+            assert_eq!(get(name), None, "{name}");
+        }
+    }
 
     /// RFC 6750 §2.1: every byte at every position of a chunk or of the
     /// tail is checked, and `=` only at the end.

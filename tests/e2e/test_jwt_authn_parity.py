@@ -1,6 +1,7 @@
 """jwt_authn options a user brings along, in the real Envoy 1.40 over real
-mTLS: ``bypass_cors_preflight``, ``pad_forward_payload_header`` and the
-``path_separated_prefix`` rule matcher.
+mTLS: ``bypass_cors_preflight``, ``pad_forward_payload_header``, the
+``path_separated_prefix`` rule matcher, and ``claim_to_headers`` for a
+namespaced claim (a claim name with dots).
 
 One Envoy for the module: the shipped envoy.yaml with the plugin JSON below.
 """
@@ -21,6 +22,7 @@ from support_policy import (  # noqa: F401 (echo, fleet, _vm_healthy: shared fix
     payload_segment, send, sign, unique,
 )
 
+TENANT_CLAIM = "https://idp.example.com/tenant"
 PREFLIGHT = {"origin": "https://app.example.com", "access-control-request-method": "POST"}
 
 
@@ -33,7 +35,11 @@ def policy() -> dict[str, Any]:
                 "audiences": [AUDIENCE],
                 "local_jwks": {"environment_variable": "CERTBOUND_JWKS"},
                 "forward": True,
-                "claim_to_headers": [{"claim_name": "sub", "header_name": "x-jwt-sub"}],
+                "claim_to_headers": [
+                    {"claim_name": "sub", "header_name": "x-jwt-sub"},
+                    {"claim_name": TENANT_CLAIM, "header_name": "x-tenant"},
+                    {"claim_name": "org.id", "header_name": "x-org-id"},
+                ],
                 "forward_payload_header": "x-jwt-payload",
                 "pad_forward_payload_header": True,
             },
@@ -121,3 +127,13 @@ def test_path_separated_prefix_covers_what_is_below(call, pki, path):
 @pytest.mark.parametrize("path", ["/apix/", "/api-v2/orders/"])
 def test_path_separated_prefix_stops_at_the_segment(call, path):
     assert_passed(call(path))
+
+
+# -- claim_to_headers ---------------------------------------------------------
+
+
+def test_a_namespaced_claim_goes_upstream_by_its_whole_name(call, pki):
+    t = token(pki, **{TENANT_CLAIM: "acme", "org": {"id": 7}})
+    seen = assert_passed(call("/api/orders/", token=t))
+    assert seen["x-tenant"] == "acme", seen
+    assert seen["x-org-id"] == "7", seen
