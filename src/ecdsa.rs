@@ -6,10 +6,13 @@
 //! implementation spends most of its time on the point doublings of that
 //! double-scalar multiplication (256 for P-256, 384 for P-384). Both bases
 //! are fixed here: `G` for ever, `Q` for as long as the key is in the key
-//! set. So each gets a table of `j · 2^(6i) · P` for every 6-bit window
-//! position `i` and `j` in 1..=32, in affine form, and a scalar
+//! set. So each gets a table of `j · 2^(7i) · P` for every 7-bit window
+//! position `i` and `j` in 1..=64, in affine form, and a scalar
 //! multiplication becomes at most one mixed addition of a table entry per
-//! window (signed digits in -31..=32), with no doubling.
+//! window (signed digits in -63..=64), with no doubling: 37 per scalar for
+//! P-256. (7 bits, not 6: 14% fewer additions for 70% more table, measured
+//! 11% fewer instructions per cache-off ES256 request in Envoy. 8 bits
+//! would need digits wider than `i8`.)
 //!
 //! Verification handles only public data, so it may run in variable time.
 //! The point and field arithmetic is the `p256` and `p384` crates'; this
@@ -25,9 +28,11 @@ use p256::elliptic_curve::{CurveArithmetic, FieldBytes};
 use sha2::{Digest, Sha256, Sha384};
 
 /// Window width, in bits, of the signed-digit recoding.
-const WINDOW: usize = 6;
+const WINDOW: usize = 7;
 /// Entries per window position: multiples 1..=2^(WINDOW-1).
 const HALF: usize = 1 << (WINDOW - 1);
+// Recoded digits lie in -(HALF-1)..=HALF and are stored as i8.
+const _: () = assert!(HALF <= i8::MAX as usize);
 /// Window positions for the largest scalar (P-384: 384 bits plus the
 /// recoding's final carry).
 const MAX_POSITIONS: usize = 385_usize.div_ceil(WINDOW);
@@ -159,8 +164,8 @@ fn recode<C: TableCurve>(k: &C::Scalar) -> ([i8; MAX_POSITIONS], usize) {
 }
 
 /// A public key ready for ES256 (P-256) or ES384 (P-384) verification. The
-/// key's table is built on its first verification (about 1,400 point
-/// additions and ~100 KB for P-256, ~2,100 and ~230 KB for P-384, once per
+/// key's table is built on its first verification (about 2,400 point
+/// additions and ~170 KB for P-256, ~3,500 and ~370 KB for P-384, once per
 /// key and key set), not at import: a JWKS may list many keys that no token
 /// uses. G's table is built once per VM.
 pub struct EcdsaKey<C: TableCurve> {
