@@ -195,6 +195,8 @@ struct RawRequirement {
     #[serde(default)]
     provider_name: Option<String>,
     #[serde(default)]
+    provider_and_audiences: Option<RawProviderAndAudiences>,
+    #[serde(default)]
     requires_any: Option<RawRequirementList>,
     #[serde(default)]
     requires_all: Option<RawRequirementList>,
@@ -210,6 +212,13 @@ struct RawRequirement {
 enum RawRequirementList {
     Wrapped(RawRequirementsWrapper),
     Bare(Vec<RawRequirement>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProviderAndAudiences {
+    provider_name: String,
+    audiences: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -426,6 +435,9 @@ impl PathMatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
     Provider(usize),
+    /// jwt_authn's `provider_and_audiences`: that provider, with these
+    /// audiences in place of its own.
+    ProviderAudiences(usize, Vec<String>),
     Any(Vec<Requirement>),
     All(Vec<Requirement>),
     AllowMissing,
@@ -1204,6 +1216,7 @@ fn validate_requirement(
     }
     let given = [
         r.provider_name.is_some(),
+        r.provider_and_audiences.is_some(),
         r.requires_any.is_some(),
         r.requires_all.is_some(),
         r.allow_missing.is_some(),
@@ -1215,7 +1228,7 @@ fn validate_requirement(
     if given != 1 {
         return Err(err(
             at,
-            "exactly one of provider_name, requires_any, requires_all, allow_missing, allow_missing_or_failed is required",
+            "exactly one of provider_name, provider_and_audiences, requires_any, requires_all, allow_missing, allow_missing_or_failed is required",
         ));
     }
     if let Some(name) = r.provider_name {
@@ -1228,6 +1241,25 @@ fn validate_requirement(
                     format!("unknown provider \"{name}\""),
                 )
             });
+    }
+    if let Some(pa) = r.provider_and_audiences {
+        let at = format!("{at}.provider_and_audiences");
+        let index = names.get(&pa.provider_name).copied().ok_or_else(|| {
+            err(
+                format!("{at}.provider_name"),
+                format!("unknown provider \"{}\"", pa.provider_name),
+            )
+        })?;
+        if pa.audiences.is_empty() {
+            return Err(err(
+                format!("{at}.audiences"),
+                "must not be empty (use provider_name for the provider's own audiences)",
+            ));
+        }
+        if let Some(i) = pa.audiences.iter().position(String::is_empty) {
+            return Err(err(format!("{at}.audiences[{i}]"), "must not be empty"));
+        }
+        return Ok(Requirement::ProviderAudiences(index, pa.audiences));
     }
     if r.allow_missing.is_some() {
         return Ok(Requirement::AllowMissing);

@@ -19,7 +19,7 @@ use crate::forwarded::CertificateSource;
 use crate::headers::RequestHeaders;
 use crate::introspect::{self, Introspected, IntrospectionCache};
 use crate::jwks::KeyRing;
-use crate::jwt::{self, Rejection, VerifiedToken};
+use crate::jwt::{self, Audiences, Rejection, VerifiedToken};
 
 /// Upper bound on a header value or `:path` the decision will read.
 pub const MAX_HEADER_VALUE_BYTES: usize = 64 * 1024;
@@ -149,18 +149,19 @@ pub fn decide(
         cert,
         now,
         result: None,
+        last: None,
     };
     let outcome = match requirement {
         None => checker.any_provider(),
         Some(r) => checker.evaluate(r),
     };
-    let provider = checker.result.as_ref().and_then(|r| match r {
+    let provider = checker.last.as_ref().and_then(|r| match r {
         Ok(v) => Some(v.token.provider),
         Err(rejection) => rejection.provider,
     });
     // Whatever the requirement made of it, an unanswered introspection
     // comes first: ask, then decide again with the answer.
-    if let (Some(Err(r)), Some(f)) = (&checker.result, &found)
+    if let (Some(Err(r)), Some(f)) = (&checker.last, &found)
         && r.error == AuthError::IntrospectionPending
         && let Some(p) = r.provider
     {
@@ -208,7 +209,9 @@ fn tolerates_failure(r: &Requirement) -> bool {
         Requirement::AllowMissingOrFailed => true,
         Requirement::Any(list) => list.iter().any(tolerates_failure),
         Requirement::All(list) => list.iter().all(tolerates_failure),
-        Requirement::Provider(_) | Requirement::AllowMissing => false,
+        Requirement::Provider(_)
+        | Requirement::ProviderAudiences(..)
+        | Requirement::AllowMissing => false,
     }
 }
 
@@ -260,8 +263,12 @@ struct Checker<'p, 'r, 'c> {
     found: Option<&'r Found<'r>>,
     cert: &'c mut dyn ClientCertificate,
     now: i64,
-    /// The token is verified at most once; requirements share the result.
+    /// The token is verified at most once against its providers' own
+    /// audiences; requirements share the result.
     result: Option<Result<Accepted, Rejection>>,
+    /// The last verification made, with or without a rule's audiences:
+    /// what the decision reports (provider, pending introspection).
+    last: Option<Result<Accepted, Rejection>>,
 }
 
 impl Checker<'_, '_, '_> {
@@ -274,11 +281,37 @@ impl Checker<'_, '_, '_> {
                 found,
                 &mut *self.cert,
                 self.now,
+                Audiences::OfProvider,
             ));
         }
+        self.last.clone_from(&self.result);
         self.result
             .as_ref()
             .map(|r| r.clone().map_err(|rejection| rejection.error))
+    }
+
+    /// [`Self::check`] with a rule's audiences for `provider` (not shared:
+    /// each such requirement has its own list; a cached token makes it cheap).
+    fn check_with(
+        &mut self,
+        provider: usize,
+        audiences: &[String],
+    ) -> Option<Result<Accepted, AuthError>> {
+        let found = self.found?;
+        let result = check_token(
+            self.policy,
+            &mut self.verifier,
+            found,
+            &mut *self.cert,
+            self.now,
+            Audiences::Override {
+                provider,
+                audiences,
+            },
+        );
+        let out = result.clone().map_err(|rejection| rejection.error);
+        self.last = Some(result);
+        Some(out)
     }
 
     /// No rules: a valid token from any provider.
@@ -291,23 +324,8 @@ impl Checker<'_, '_, '_> {
 
     fn evaluate(&mut self, req: &Requirement) -> Result<Option<Accepted>, AuthError> {
         match req {
-            Requirement::Provider(i) => {
-                let Some(found) = self.found else {
-                    return Err(AuthError::MissingToken);
-                };
-                let Some(p) = self.policy.providers.get(*i) else {
-                    return Err(AuthError::WrongIssuer);
-                };
-                if !p.sources.contains(found.source) {
-                    // The token sits where this provider does not look.
-                    return Err(AuthError::MissingToken);
-                }
-                let accepted = self.check().ok_or(AuthError::MissingToken)??;
-                if accepted.token.provider != *i {
-                    return Err(AuthError::WrongIssuer);
-                }
-                Ok(Some(accepted))
-            }
+            Requirement::Provider(i) => self.provider(*i, None),
+            Requirement::ProviderAudiences(i, audiences) => self.provider(*i, Some(audiences)),
             Requirement::Any(list) => {
                 let mut best: Option<AuthError> = None;
                 for r in list {
@@ -337,6 +355,34 @@ impl Checker<'_, '_, '_> {
             Requirement::AllowMissingOrFailed => Ok(self.check().and_then(Result::ok)),
         }
     }
+
+    /// A valid token of provider `i`, read where that provider reads
+    /// tokens; `aud` checked against `audiences` if given, else the provider's.
+    fn provider(
+        &mut self,
+        i: usize,
+        audiences: Option<&[String]>,
+    ) -> Result<Option<Accepted>, AuthError> {
+        let Some(found) = self.found else {
+            return Err(AuthError::MissingToken);
+        };
+        let Some(p) = self.policy.providers.get(i) else {
+            return Err(AuthError::WrongIssuer);
+        };
+        if !p.sources.contains(found.source) {
+            // The token sits where this provider does not look.
+            return Err(AuthError::MissingToken);
+        }
+        let checked = match audiences {
+            None => self.check(),
+            Some(list) => self.check_with(i, list),
+        };
+        let accepted = checked.ok_or(AuthError::MissingToken)??;
+        if accepted.token.provider != i {
+            return Err(AuthError::WrongIssuer);
+        }
+        Ok(Some(accepted))
+    }
 }
 
 /// Signature and claims, then the certificate binding.
@@ -346,13 +392,28 @@ fn check_token(
     found: &Found<'_>,
     cert: &mut dyn ClientCertificate,
     now: i64,
+    audiences: Audiences<'_>,
 ) -> Result<Accepted, Rejection> {
     // The size cap comes before anything reads the token, on every path:
     // routing to introspection decodes a JWS's payload.
     jwt::check_size(policy, found.token())?;
     let token = match introspection_route(policy, found.token()) {
-        Some(p) => introspected(policy, verifier.introspection, p, found.token(), now)?,
-        None => jwt::verify_probed(policy, verifier.keys, verifier.cache, &found.probe, now)?,
+        Some(p) => introspected(
+            policy,
+            verifier.introspection,
+            p,
+            found.token(),
+            now,
+            audiences,
+        )?,
+        None => jwt::verify_probed_for(
+            policy,
+            verifier.keys,
+            verifier.cache,
+            &found.probe,
+            now,
+            audiences,
+        )?,
     };
     let index = token.provider;
     let routed = Rejection::routed(index);
@@ -405,6 +466,7 @@ fn introspected(
     index: usize,
     token: &str,
     now: i64,
+    audiences: Audiences<'_>,
 ) -> Result<Arc<VerifiedToken>, Rejection> {
     let routed = Rejection::routed(index);
     let provider = policy
@@ -423,7 +485,8 @@ fn introspected(
                 Some(Value::String(iss)) if *iss == provider.issuer => {}
                 Some(_) => return Err(routed(AuthError::WrongIssuer)),
             }
-            let times = jwt::check_claims(provider, claims, now).map_err(routed)?;
+            let audiences = audiences.of(index, provider);
+            let times = jwt::check_claims(provider, audiences, claims, now).map_err(routed)?;
             Ok(Arc::new(VerifiedToken::new(
                 index,
                 claims.clone(),

@@ -82,6 +82,33 @@ impl Rejection {
     }
 }
 
+/// The audiences a token must name (RFC 7519 §4.1.3): its provider's own,
+/// or, for a rule's `provider_and_audiences`, the rule's for that provider.
+#[derive(Debug, Clone, Copy)]
+pub enum Audiences<'a> {
+    OfProvider,
+    Override {
+        provider: usize,
+        audiences: &'a [String],
+    },
+}
+
+impl<'a> Audiences<'a> {
+    /// The list for provider number `index`: empty means `aud` is not checked.
+    pub fn of<'p>(self, index: usize, provider: &'p Provider) -> &'p [String]
+    where
+        'a: 'p,
+    {
+        match self {
+            Audiences::Override {
+                provider: p,
+                audiences,
+            } if p == index => audiences,
+            _ => &provider.audiences,
+        }
+    }
+}
+
 impl From<AuthError> for Rejection {
     fn from(error: AuthError) -> Rejection {
         Rejection {
@@ -114,6 +141,18 @@ pub fn verify_probed(
     probe: &Probe<'_>,
     now: i64,
 ) -> Result<Arc<VerifiedToken>, Rejection> {
+    verify_probed_for(policy, keys, cache, probe, now, Audiences::OfProvider)
+}
+
+/// [`verify_probed`], with the audiences to check given.
+pub fn verify_probed_for(
+    policy: &Policy,
+    keys: &KeyRing,
+    cache: &mut TokenCache,
+    probe: &Probe<'_>,
+    now: i64,
+    audiences: Audiences<'_>,
+) -> Result<Arc<VerifiedToken>, Rejection> {
     let token = probe.token();
     check_size(policy, token)?;
     if let Some(hit) = cache.get(probe, |p| keys.generation(p), now) {
@@ -121,13 +160,14 @@ pub fn verify_probed(
             .providers
             .get(hit.provider)
             .ok_or(AuthError::WrongIssuer)?;
-        check_cached_claims(provider, &hit, now).map_err(|error| Rejection {
+        let audiences = audiences.of(hit.provider, provider);
+        check_cached_claims(provider, audiences, &hit, now).map_err(|error| Rejection {
             error,
             provider: Some(hit.provider),
         })?;
         return Ok(hit);
     }
-    let verified = verify_uncached(policy, keys, token, now)?;
+    let verified = verify_uncached(policy, keys, token, now, audiences)?;
     let verified = Arc::new(verified);
     cache.insert(
         probe,
@@ -153,6 +193,7 @@ fn verify_uncached(
     keys: &KeyRing,
     token: &str,
     now: i64,
+    audiences: Audiences<'_>,
 ) -> Result<VerifiedToken, Rejection> {
     let (header_b64, payload_b64) = split_compact(token)?;
     let header_obj = decode_json(header_b64, "malformed token header")?;
@@ -185,7 +226,8 @@ fn verify_uncached(
         .map_err(routed)?;
     key.verify(token).map_err(|e| routed(map_jwt_error(&e)))?;
 
-    let times = check_claims(provider, &claims, now).map_err(routed)?;
+    let audiences = audiences.of(provider_index, provider);
+    let times = check_claims(provider, audiences, &claims, now).map_err(routed)?;
     Ok(VerifiedToken::new(
         provider_index,
         claims,
@@ -194,15 +236,17 @@ fn verify_uncached(
     ))
 }
 
-/// The claim rules, one at a time. Returns `exp`.
+/// The claim rules, one at a time, `aud` against `audiences`. Returns the
+/// times read.
 pub(crate) fn check_claims(
     provider: &Provider,
+    audiences: &[String],
     claims: &Map<String, Value>,
     now: i64,
 ) -> Result<Times, AuthError> {
     let times = Times::read(claims)?;
     check_times(provider, &times, now)?;
-    check_audience(provider, claims)?;
+    check_audience(audiences, claims)?;
     Ok(times)
 }
 
@@ -210,11 +254,12 @@ pub(crate) fn check_claims(
 /// audience, on the times read when it was verified.
 fn check_cached_claims(
     provider: &Provider,
+    audiences: &[String],
     token: &VerifiedToken,
     now: i64,
 ) -> Result<(), AuthError> {
     check_times(provider, &token.times, now)?;
-    check_audience(provider, &token.claims)
+    check_audience(audiences, &token.claims)
 }
 
 fn check_times(provider: &Provider, times: &Times, now: i64) -> Result<(), AuthError> {
@@ -431,16 +476,16 @@ fn check_lifetime(p: &Provider, t: &Times, now: i64) -> Result<(), AuthError> {
 
 /// RFC 7519 §4.1.3: when audiences are configured, `aud` (a string or an
 /// array of strings) must contain one of them.
-fn check_audience(p: &Provider, c: &Map<String, Value>) -> Result<(), AuthError> {
-    if p.audiences.is_empty() {
+fn check_audience(audiences: &[String], c: &Map<String, Value>) -> Result<(), AuthError> {
+    if audiences.is_empty() {
         return Ok(());
     }
     let ok = match c.get("aud") {
-        Some(Value::String(a)) => p.audiences.iter().any(|x| x == a),
+        Some(Value::String(a)) => audiences.iter().any(|x| x == a),
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(Value::as_str)
-            .any(|a| p.audiences.iter().any(|x| x == a)),
+            .any(|a| audiences.iter().any(|x| x == a)),
         _ => false,
     };
     if ok {

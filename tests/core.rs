@@ -808,6 +808,60 @@ fn cors_preflight_is_let_through_only_when_asked() {
 }
 
 #[test]
+fn provider_and_audiences_replaces_the_providers_audiences_on_its_route() {
+    let other = "https://other.example.com";
+    let p = policy(json!({
+        "providers": {"idp": provider(json!({}))},
+        "rules": [
+            {"match": {"prefix": "/partner"}, "requires": {"provider_and_audiences": {
+                "provider_name": "idp", "audiences": [other]}}},
+            {"match": {"prefix": "/either"}, "requires": {"requires_any": [
+                {"provider_and_audiences": {"provider_name": "idp", "audiences": [other]}},
+                {"provider_name": "idp"}]}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}
+        ]
+    }));
+    let a = Some(thumb("client_a"));
+    let (ours, theirs) = (token("good_ES256"), token("wrong_aud"));
+    // One cache for every request: a token verified on one route is
+    // checked against the other route's audiences on a hit.
+    let keys = KeyRing::for_policy(&p);
+    let mut cache = TokenCache::new(16);
+    let mut decide_at = |path: &str, t: &str| {
+        let headers: Vec<(String, String)> = at(path, Some(t));
+        let mut cert = a;
+        decide(
+            &p,
+            Verifier {
+                keys: &keys,
+                cache: &mut cache,
+                introspection: &IntrospectionCache::new(1),
+            },
+            Request {
+                path,
+                headers: &headers.iter().cloned().collect(),
+            },
+            &mut cert,
+            now(),
+        )
+    };
+    for _ in 0..2 {
+        allowed(decide_at("/partner/x", &theirs));
+        assert_eq!(
+            denied(&decide_at("/partner/x", &ours)),
+            Some(&AuthError::WrongAudience)
+        );
+        allowed(decide_at("/api", &ours));
+        assert_eq!(
+            denied(&decide_at("/api", &theirs)),
+            Some(&AuthError::WrongAudience)
+        );
+        allowed(decide_at("/either", &ours));
+        allowed(decide_at("/either", &theirs));
+    }
+}
+
+#[test]
 fn tolerating_failure_is_read_through_requires_any_and_all() {
     let p = policy(json!({
         "providers": {"idp": provider(json!({}))},
@@ -983,6 +1037,20 @@ fn config_errors_name_their_field() {
             json!({"providers": {"idp": provider(json!({}))}, "bypass_cors_preflight": "yes"}),
             "bypass_cors_preflight",
             "boolean",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/"}, "requires": {"provider_and_audiences": {
+                       "provider_name": "idp", "audiences": []}}}]}),
+            "rules[0].requires.provider_and_audiences.audiences",
+            "must not be empty",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/"}, "requires": {"provider_and_audiences": {
+                       "provider_name": "nope", "audiences": ["a"]}}}]}),
+            "rules[0].requires.provider_and_audiences.provider_name",
+            "unknown provider",
         ),
         (json!({"providers": {}}), "providers", "at least one"),
     ];

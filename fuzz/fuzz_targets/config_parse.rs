@@ -22,6 +22,7 @@ use libfuzzer_sys::fuzz_target;
 fn providers_exist(r: &Requirement, n: usize) -> bool {
     match r {
         Requirement::Provider(i) => *i < n,
+        Requirement::ProviderAudiences(i, audiences) => *i < n && !audiences.is_empty(),
         Requirement::Any(l) | Requirement::All(l) => {
             !l.is_empty() && l.iter().all(|r| providers_exist(r, n))
         }

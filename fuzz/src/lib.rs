@@ -650,7 +650,7 @@ pub fn values_read_by<'a>(
 /// Whether a route's requirement can only be met with a verified token.
 pub fn needs_token(r: &Requirement) -> bool {
     match r {
-        Requirement::Provider(_) => true,
+        Requirement::Provider(_) | Requirement::ProviderAudiences(..) => true,
         Requirement::Any(list) => list.iter().all(needs_token),
         Requirement::All(list) => list.iter().any(needs_token),
         Requirement::AllowMissing | Requirement::AllowMissingOrFailed => false,

@@ -1,7 +1,7 @@
 """jwt_authn options a user brings along, in the real Envoy 1.40 over real
 mTLS: ``bypass_cors_preflight``, ``pad_forward_payload_header``, the
-``path_separated_prefix`` rule matcher, and ``claim_to_headers`` for a
-namespaced claim (a claim name with dots).
+``path_separated_prefix`` rule matcher, ``provider_and_audiences``, and
+``claim_to_headers`` for a namespaced claim (a claim name with dots).
 
 One Envoy for the module: the shipped envoy.yaml with the plugin JSON below.
 """
@@ -18,11 +18,13 @@ import harness
 from harness import demo
 from support_policy import (  # noqa: F401 (echo, fleet, _vm_healthy: shared fixtures)
     _vm_healthy, echo, fleet,
-    AUDIENCE, ISSUER, Reply, Stats, assert_missing_token, assert_passed, claims,
+    AUDIENCE, ISSUER, Reply, Stats, assert_invalid_token, assert_missing_token, assert_passed,
+    claims,
     payload_segment, send, sign, unique,
 )
 
 TENANT_CLAIM = "https://idp.example.com/tenant"
+PARTNER_API = "https://partner-api.example.com"
 PREFLIGHT = {"origin": "https://app.example.com", "access-control-request-method": "POST"}
 
 
@@ -46,6 +48,8 @@ def policy() -> dict[str, Any]:
         },
         "rules": [
             {"match": {"path_separated_prefix": "/api"}, "requires": {"provider_name": "idp"}},
+            {"match": {"prefix": "/partner/"}, "requires": {"provider_and_audiences": {
+                "provider_name": "idp", "audiences": [PARTNER_API]}}},
             {"match": {"prefix": "/"}},
         ],
     }
@@ -137,3 +141,27 @@ def test_a_namespaced_claim_goes_upstream_by_its_whole_name(call, pki):
     seen = assert_passed(call("/api/orders/", token=t))
     assert seen["x-tenant"] == "acme", seen
     assert seen["x-org-id"] == "7", seen
+
+
+# -- provider_and_audiences ---------------------------------------------------
+
+
+def test_provider_and_audiences_sets_the_routes_audiences(call, pki):
+    assert_passed(call("/partner/orders/", token=token(pki, aud=PARTNER_API)))
+    assert_passed(call("/partner/orders/", token=token(pki, aud=[AUDIENCE, PARTNER_API])))
+    # The provider's own audience is not the route's ...
+    assert_invalid_token(call("/partner/orders/", token=token(pki, aud=AUDIENCE)),
+                         "audience not accepted")
+    # ... and the route's is not the provider's elsewhere.
+    assert_invalid_token(call("/api/orders/", token=token(pki, aud=PARTNER_API)),
+                         "audience not accepted")
+    assert_passed(call("/api/orders/", token=token(pki, aud=AUDIENCE)))
+
+
+def test_the_same_token_on_both_routes_is_judged_by_each(call, pki):
+    """The second request of each pair is a token-cache hit: the route's
+    audiences are applied to it too."""
+    t = token(pki, aud=PARTNER_API)
+    for _ in range(2):
+        assert_passed(call("/partner/orders/", token=t))
+        assert_invalid_token(call("/api/orders/", token=t), "audience not accepted")
