@@ -38,19 +38,29 @@ fn run(
     headers: &[(String, String)],
     cert: Option<Thumbprint>,
 ) -> Decision {
+    let keys = KeyRing::for_policy(policy);
+    run_cached(policy, &keys, &mut TokenCache::new(0), headers, cert)
+}
+
+/// [`run`] with the given keys and token cache.
+fn run_cached(
+    policy: &config::Policy,
+    keys: &KeyRing,
+    cache: &mut TokenCache,
+    headers: &[(String, String)],
+    cert: Option<Thumbprint>,
+) -> Decision {
     let path = headers
         .iter()
         .find(|(n, _)| n == ":path")
         .map(|(_, v)| v.as_str())
         .unwrap_or("/");
     let mut cert = cert;
-    let keys = KeyRing::for_policy(policy);
-    let mut cache = TokenCache::new(0);
     decide(
         policy,
         Verifier {
-            keys: &keys,
-            cache: &mut cache,
+            keys,
+            cache,
             introspection: &IntrospectionCache::new(1),
         },
         Request {
@@ -486,21 +496,7 @@ fn a_cached_token_changes_no_decision() {
     let keys = KeyRing::for_policy(&p);
     let good = token("good_ES256");
     let decide_with = |cache: &mut TokenCache, h: &[(String, String)]| {
-        let path = h.iter().find(|(n, _)| n == ":path").map(|(_, v)| v.clone());
-        decide(
-            &p,
-            Verifier {
-                keys: &keys,
-                cache,
-                introspection: &IntrospectionCache::new(1),
-            },
-            Request {
-                path: path.as_deref().unwrap_or("/"),
-                headers: &h.iter().cloned().collect(),
-            },
-            &mut Some(thumb("client_a")),
-            now(),
-        )
+        run_cached(&p, &keys, cache, h, Some(thumb("client_a")))
     };
     let mut warm = TokenCache::new(10);
     allowed(decide_with(&mut warm, &bearer(&good)));
@@ -827,24 +823,8 @@ fn provider_and_audiences_replaces_the_providers_audiences_on_its_route() {
     // checked against the other route's audiences on a hit.
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(16);
-    let mut decide_at = |path: &str, t: &str| {
-        let headers: Vec<(String, String)> = at(path, Some(t));
-        let mut cert = a;
-        decide(
-            &p,
-            Verifier {
-                keys: &keys,
-                cache: &mut cache,
-                introspection: &IntrospectionCache::new(1),
-            },
-            Request {
-                path,
-                headers: &headers.iter().cloned().collect(),
-            },
-            &mut cert,
-            now(),
-        )
-    };
+    let mut decide_at =
+        |path: &str, t: &str| run_cached(&p, &keys, &mut cache, &at(path, Some(t)), a);
     for _ in 0..2 {
         allowed(decide_at("/partner/x", &theirs));
         assert_eq!(
@@ -1209,21 +1189,7 @@ fn token_cache_skips_only_the_signature() {
     let h = bearer(&t);
     let mut cache = TokenCache::new(10);
     for (cert, ok) in [("client_a", true), ("client_b", false), ("client_a", true)] {
-        let mut c = Some(thumb(cert));
-        let d = decide(
-            &p,
-            Verifier {
-                keys: &keys,
-                cache: &mut cache,
-                introspection: &IntrospectionCache::new(1),
-            },
-            Request {
-                path: "/",
-                headers: &h.iter().cloned().collect(),
-            },
-            &mut c,
-            now(),
-        );
+        let d = run_cached(&p, &keys, &mut cache, &h, Some(thumb(cert)));
         assert_eq!(matches!(d, Decision::Allow(_)), ok, "{cert}");
     }
     assert_eq!(cache.hits, 2);
