@@ -1231,25 +1231,21 @@ fn validate_requirement(
             "exactly one of provider_name, provider_and_audiences, requires_any, requires_all, allow_missing, allow_missing_or_failed is required",
         ));
     }
+    // A provider named in a requirement, by its index.
+    let provider = |at: &str, name: &str| {
+        names.get(name).copied().ok_or_else(|| {
+            err(
+                format!("{at}.provider_name"),
+                format!("unknown provider \"{name}\""),
+            )
+        })
+    };
     if let Some(name) = r.provider_name {
-        return names
-            .get(&name)
-            .map(|i| Requirement::Provider(*i))
-            .ok_or_else(|| {
-                err(
-                    format!("{at}.provider_name"),
-                    format!("unknown provider \"{name}\""),
-                )
-            });
+        return provider(at, &name).map(Requirement::Provider);
     }
     if let Some(pa) = r.provider_and_audiences {
         let at = format!("{at}.provider_and_audiences");
-        let index = names.get(&pa.provider_name).copied().ok_or_else(|| {
-            err(
-                format!("{at}.provider_name"),
-                format!("unknown provider \"{}\"", pa.provider_name),
-            )
-        })?;
+        let index = provider(&at, &pa.provider_name)?;
         if pa.audiences.is_empty() {
             return Err(err(
                 format!("{at}.audiences"),

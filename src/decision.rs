@@ -156,7 +156,7 @@ pub fn decide(
         Some(r) => checker.evaluate(r),
     };
     let provider = checker.last.as_ref().and_then(|r| match r {
-        Ok(v) => Some(v.token.provider),
+        Ok(provider) => Some(*provider),
         Err(rejection) => rejection.provider,
     });
     // Whatever the requirement made of it, an unanswered introspection
@@ -266,52 +266,46 @@ struct Checker<'p, 'r, 'c> {
     /// The token is verified at most once against its providers' own
     /// audiences; requirements share the result.
     result: Option<Result<Accepted, Rejection>>,
-    /// The last verification made, with or without a rule's audiences:
-    /// what the decision reports (provider, pending introspection).
-    last: Option<Result<Accepted, Rejection>>,
+    /// What the decision reports of the last verification made, with or
+    /// without a rule's audiences: the token's provider, or the rejection
+    /// (its provider, a pending introspection).
+    last: Option<Result<usize, Rejection>>,
 }
 
 impl Checker<'_, '_, '_> {
+    /// The token checked against its providers' own audiences: made once,
+    /// shared by every requirement.
     fn check(&mut self) -> Option<Result<Accepted, AuthError>> {
-        let found = self.found?;
-        if self.result.is_none() {
-            self.result = Some(check_token(
-                self.policy,
-                &mut self.verifier,
-                found,
-                &mut *self.cert,
-                self.now,
-                Audiences::OfProvider,
-            ));
-        }
-        self.last.clone_from(&self.result);
-        self.result
-            .as_ref()
-            .map(|r| r.clone().map_err(|rejection| rejection.error))
+        self.check_for(Audiences::OfProvider)
     }
 
-    /// [`Self::check`] with a rule's audiences for `provider` (not shared:
-    /// each such requirement has its own list; a cached token makes it cheap).
-    fn check_with(
-        &mut self,
-        provider: usize,
-        audiences: &[String],
-    ) -> Option<Result<Accepted, AuthError>> {
+    /// The token checked against `audiences`. The providers' own is made
+    /// once and shared; a rule's own list is checked afresh each time (a
+    /// cached token makes that cheap).
+    fn check_for(&mut self, audiences: Audiences<'_>) -> Option<Result<Accepted, AuthError>> {
         let found = self.found?;
-        let result = check_token(
-            self.policy,
-            &mut self.verifier,
-            found,
-            &mut *self.cert,
-            self.now,
-            Audiences::Override {
-                provider,
-                audiences,
-            },
-        );
-        let out = result.clone().map_err(|rejection| rejection.error);
-        self.last = Some(result);
-        Some(out)
+        let result = match (&self.result, audiences) {
+            (Some(shared), Audiences::OfProvider) => shared.clone(),
+            _ => {
+                let made = check_token(
+                    self.policy,
+                    &mut self.verifier,
+                    found,
+                    &mut *self.cert,
+                    self.now,
+                    audiences,
+                );
+                if let Audiences::OfProvider = audiences {
+                    self.result = Some(made.clone());
+                }
+                made
+            }
+        };
+        self.last = Some(match &result {
+            Ok(accepted) => Ok(accepted.token.provider),
+            Err(rejection) => Err(rejection.clone()),
+        });
+        Some(result.map_err(|rejection| rejection.error))
     }
 
     /// No rules: a valid token from any provider.
@@ -373,11 +367,11 @@ impl Checker<'_, '_, '_> {
             // The token sits where this provider does not look.
             return Err(AuthError::MissingToken);
         }
-        let checked = match audiences {
-            None => self.check(),
-            Some(list) => self.check_with(i, list),
-        };
-        let accepted = checked.ok_or(AuthError::MissingToken)??;
+        let audiences = audiences.map_or(Audiences::OfProvider, |audiences| Audiences::Override {
+            provider: i,
+            audiences,
+        });
+        let accepted = self.check_for(audiences).ok_or(AuthError::MissingToken)??;
         if accepted.token.provider != i {
             return Err(AuthError::WrongIssuer);
         }
@@ -406,7 +400,7 @@ fn check_token(
             now,
             audiences,
         )?,
-        None => jwt::verify_probed_for(
+        None => jwt::verify_probed(
             policy,
             verifier.keys,
             verifier.cache,

@@ -130,22 +130,12 @@ pub fn verify(
     now: i64,
 ) -> Result<Arc<VerifiedToken>, Rejection> {
     let probe = cache.probe(token);
-    verify_probed(policy, keys, cache, &probe, now)
+    verify_probed(policy, keys, cache, &probe, now, Audiences::OfProvider)
 }
 
-/// [`verify`], with the token's [`Probe`] of `cache` already taken.
+/// [`verify`], with the token's [`Probe`] of `cache` already taken and the
+/// audiences to check given.
 pub fn verify_probed(
-    policy: &Policy,
-    keys: &KeyRing,
-    cache: &mut TokenCache,
-    probe: &Probe<'_>,
-    now: i64,
-) -> Result<Arc<VerifiedToken>, Rejection> {
-    verify_probed_for(policy, keys, cache, probe, now, Audiences::OfProvider)
-}
-
-/// [`verify_probed`], with the audiences to check given.
-pub fn verify_probed_for(
     policy: &Policy,
     keys: &KeyRing,
     cache: &mut TokenCache,
