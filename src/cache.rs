@@ -7,17 +7,18 @@
 //!
 //! Keyed by the token itself, as Envoy's `jwt_authn` keys its cache: a hit
 //! means these exact bytes were verified before. Entries are found by a
-//! SipHash (random per-VM key) of the token's length and tail, and the
+//! keyed mix (random per-VM seed) of the token's length and tail, and the
 //! whole token is compared on a hit, so no hash collision can ever stand in
-//! for a verification; and only verified tokens are ever inserted. Until
-//! issue 9 the key was the token's SHA-256; on the hot path that hash was
-//! most of a cached request's cost in wasm, which has no SHA instructions
-//! (BENCHMARKS.md). The introspection cache still keys by SHA-256
-//! ([`token_digest`]).
+//! for a verification; and only verified tokens are ever inserted, so
+//! nobody who lacks the issuer's key can choose the slots the map holds.
+//! Until issue 9 the key was the token's SHA-256; on the hot path that hash
+//! was most of a cached request's cost in wasm, which has no SHA
+//! instructions (BENCHMARKS.md). The introspection cache still keys by
+//! SHA-256 ([`token_digest`]).
 
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use crate::config::MAX_CLOCK_SKEW;
@@ -32,17 +33,17 @@ pub fn token_digest(token: &str) -> TokenDigest {
 
 /// A map of at most `capacity` entries; the oldest insertion goes first.
 #[derive(Debug)]
-pub struct BoundedMap<K, V> {
+pub struct BoundedMap<K, V, S = RandomState> {
     capacity: usize,
-    map: HashMap<K, V>,
+    map: HashMap<K, V, S>,
     order: VecDeque<K>,
 }
 
-impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
-    pub fn new(capacity: usize) -> BoundedMap<K, V> {
+impl<K: Hash + Eq + Copy, V, S: BuildHasher + Default> BoundedMap<K, V, S> {
+    pub fn new(capacity: usize) -> BoundedMap<K, V, S> {
         BoundedMap {
             capacity,
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
         }
     }
@@ -95,12 +96,34 @@ struct Entry {
     generation: u64,
 }
 
+/// The map's hasher for slots, which are already keyed mixes: the slot
+/// itself, not hashed a second time.
+#[derive(Debug, Default)]
+struct SlotHasher(u64);
+
+impl Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    /// Only `u64` slots are hashed; any other input is still folded in.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix(self.0 ^ u64::from(b), 0);
+        }
+    }
+
+    fn write_u64(&mut self, slot: u64) {
+        self.0 = slot;
+    }
+}
+
 #[derive(Debug)]
 pub struct TokenCache {
-    /// SipHash under a key drawn at random when the VM starts.
-    hasher: RandomState,
-    /// By [`TokenCache::slot`]: one entry per hash value.
-    entries: BoundedMap<u64, Entry>,
+    /// Drawn at random when the VM starts ([`TokenCache::slot`]).
+    seed: u64,
+    /// By [`TokenCache::slot`]: one entry per slot.
+    entries: BoundedMap<u64, Entry, BuildHasherDefault<SlotHasher>>,
     /// Bumped whenever an entry is filed or dropped: a [`Probe`] taken
     /// before then is taken again.
     version: u64,
@@ -144,7 +167,8 @@ impl Default for TokenCache {
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
-            hasher: RandomState::new(),
+            // std's per-process random keys (the host's `random_get` in wasm).
+            seed: RandomState::new().hash_one(0x6365_7274_626f_756e_u64),
             entries: BoundedMap::new(capacity),
             version: 0,
             hits: 0,
@@ -230,16 +254,32 @@ impl TokenCache {
         }
     }
 
-    /// The hash a token is filed under: its length and last 32 bytes. A
-    /// JWS ends in its signature, which differs between any two tokens an
-    /// issuer signs, so this spreads entries as well as hashing the whole
-    /// token would, at a fraction of the cost. Correctness does not rest on
-    /// it: the whole token is compared on a hit, and only verified tokens
-    /// are inserted, so two tokens with the same tail only evict each other.
+    /// The slot a token is filed under: a mix of the VM's seed, its length
+    /// and its last 32 bytes. A JWS ends in its signature, which differs
+    /// between any two tokens an issuer signs and which nobody without the
+    /// issuer's key can choose, so this spreads entries as well as hashing
+    /// the whole token would, at a fraction of the cost (four multiplies;
+    /// it was a SipHash, then SipHash again inside the map). Correctness
+    /// does not rest on it: the whole token is compared on a hit, and only
+    /// verified tokens are inserted, so two tokens with the same slot only
+    /// evict each other.
     fn slot(&self, token: &str) -> u64 {
         let bytes = token.as_bytes();
         let tail = bytes.get(bytes.len().saturating_sub(32)..).unwrap_or(bytes);
-        self.hasher.hash_one((bytes.len(), tail))
+        let mut words = [0u8; 32];
+        if let Some(w) = words.get_mut(..tail.len()) {
+            w.copy_from_slice(tail);
+        }
+        let word = |i: usize| {
+            words
+                .get(i * 8..i * 8 + 8)
+                .and_then(|w| <[u8; 8]>::try_from(w).ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let len = bytes.len() as u64;
+        let a = mix(word(0) ^ self.seed, word(1) ^ len);
+        let b = mix(word(2) ^ self.seed.rotate_left(32), word(3) ^ !len);
+        mix(a, b ^ self.seed)
     }
 
     /// Files the probed token's verification (its slot depends on nothing
@@ -260,6 +300,13 @@ impl TokenCache {
     }
 }
 
+/// The folded 128-bit product of `a` and `b` (with a constant, so neither
+/// zero nor equal inputs collapse): the mixing step of wyhash-style hashes.
+fn mix(a: u64, b: u64) -> u64 {
+    let p = u128::from(a ^ 0xa076_1d64_78bd_642f) * u128::from(b ^ 0xe703_7ed1_a0b4_28db);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
 /// `a == b`, eight bytes at a time: in wasm, `memcmp` is a byte loop, and
 /// every cache hit compares a whole token.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
@@ -277,7 +324,25 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::same_bytes;
+    use super::{TokenCache, same_bytes};
+
+    #[test]
+    fn slots_spread_over_tails_and_lengths() {
+        let cache = TokenCache::new(8);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..2000u32 {
+            // Same head, tails differing in one position; and short tokens.
+            let long = format!("eyJhbGciOiJFUzI1NiJ9.e30.{i:0>40}");
+            let short = format!("{i}");
+            assert!(seen.insert(cache.slot(&long)), "collision at {i}");
+            assert!(seen.insert(cache.slot(&short)), "collision at short {i}");
+        }
+        // A token and the same token one byte longer differ.
+        assert_ne!(cache.slot("abc"), cache.slot("abc\0"));
+        // The slot is a function of the token (per VM seed).
+        assert_eq!(cache.slot("a.b.c"), cache.slot("a.b.c"));
+        assert_ne!(TokenCache::new(8).seed, 0);
+    }
 
     #[test]
     fn same_bytes_compares_every_byte() {
