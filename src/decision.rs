@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::binding::{Confirmation, Thumbprint};
@@ -127,7 +128,16 @@ pub fn decide(
         RuleMatch::Default => (None, &[][..]),
     };
 
-    let found = find_token(policy, req).and_then(|f| f.map(|f| checked(f, &verifier)).transpose());
+    // The cache's view of the last token probed while looking: `checked`
+    // takes it rather than probing the same token again.
+    let probed: Cell<Option<Probe<'_>>> = Cell::new(None);
+    let filed = |token| {
+        let probe = verifier.cache.probe(token);
+        probed.set(Some(probe));
+        probe.filed()
+    };
+    let found = find_token(policy, req, &filed)
+        .and_then(|f| f.map(|f| checked(f, &verifier, probed.get())).transpose());
     let found = match found {
         Ok(f) => f,
         // A route that tolerates a failed token tolerates one that cannot
@@ -554,11 +564,12 @@ fn check_scopes(token: &VerifiedToken, required: &[String]) -> Result<(), AuthEr
 fn find_token<'a>(
     policy: &'a Policy,
     req: Request<'a>,
+    filed: &dyn Fn(&'a str) -> bool,
 ) -> Result<Option<(&'a str, &'a TokenSource)>, AuthError> {
     let mut found: Option<(&'a str, &'a TokenSource)> = None;
     for provider in &policy.providers {
         for source in &provider.sources {
-            visit_tokens(source, req, &mut |token| {
+            visit_tokens(source, req, filed, &mut |token| {
                 match found {
                     None => found = Some((token, source)),
                     Some((first, _)) if first == token => {}
@@ -582,8 +593,13 @@ fn find_token<'a>(
 fn checked<'a>(
     (token, source): (&'a str, &'a TokenSource),
     verifier: &Verifier<'_>,
+    probed: Option<Probe<'a>>,
 ) -> Result<Found<'a>, AuthError> {
-    let probe = verifier.cache.probe(token);
+    let probe = match probed {
+        // The very same bytes at the same place: the same token.
+        Some(p) if std::ptr::eq(p.token(), token) => p,
+        _ => verifier.cache.probe(token),
+    };
     if !probe.filed() {
         check_b64token(token)?;
     }
@@ -597,6 +613,7 @@ fn checked<'a>(
 fn visit_tokens<'a>(
     source: &TokenSource,
     req: Request<'a>,
+    filed: &dyn Fn(&'a str) -> bool,
     visit: &mut dyn FnMut(&'a str) -> Result<(), AuthError>,
 ) -> Result<(), AuthError> {
     match source {
@@ -608,6 +625,18 @@ fn visit_tokens<'a>(
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             {
+                // A value that, whole, is a token this VM verified and filed
+                // holds no comma (a filed token passed the b64token check),
+                // so it is one part: the cached path skips the scan for
+                // folded values. (Not with a prefix that has a comma, which
+                // splitting would cut.)
+                if !prefix.contains(',')
+                    && let Some(token) = strip_prefix(name, prefix, value.trim_start())
+                    && filed(token)
+                {
+                    visit(token)?;
+                    continue;
+                }
                 for part in value.split(',') {
                     if let Some(token) = strip_prefix(name, prefix, part.trim_start()) {
                         visit(token)?;
@@ -797,7 +826,7 @@ fn remove_token(policy: &Policy, found: &Found<'_>, req: Request<'_>, ops: &mut 
     let token = found.token();
     let holds = |source: &TokenSource| {
         let mut holds = false;
-        let _ = visit_tokens(source, req, &mut |t| {
+        let _ = visit_tokens(source, req, &|_| false, &mut |t| {
             holds |= t == token;
             Ok(())
         });

@@ -521,6 +521,23 @@ fn a_cached_token_changes_no_decision() {
         with_param(&good, &token("good_ES384")),
         with_param(&format!("{good}=="), &good),
         bearer(&"A".repeat(70_000)),
+        // Folded values: the cached token whole skips the comma scan,
+        // and must decide as the scan does.
+        bearer(&format!("{good}, Bearer {good}")),
+        bearer(&format!("{good},Bearer {}", token("good_ES384"))),
+        bearer(&format!("{good},")),
+        bearer(&format!(",{good}")),
+        bearer(&format!("{good}\t ")),
+        {
+            let mut h = bearer(&good);
+            h.push(("authorization".into(), format!("bearer  {good}")));
+            h
+        },
+        {
+            let mut h = bearer(&good);
+            h.push(("authorization".into(), format!("Bearer {bad}")));
+            h
+        },
     ];
     for h in &cases {
         let cold = decide_with(&mut TokenCache::new(0), h);
@@ -530,6 +547,29 @@ fn a_cached_token_changes_no_decision() {
         denied(&decide_with(&mut warm, &with_param(&good, &bad))),
         Some(AuthError::Malformed(_))
     ));
+}
+
+/// A header prefix with a comma in it: splitting folded values cuts it, so
+/// such a header never yields a token, cached or not.
+#[test]
+fn a_prefix_with_a_comma_is_cut_by_folding_even_for_a_cached_token() {
+    let p = simple_policy(json!({
+        "from_headers": [
+            {"name": "authorization", "value_prefix": "Bearer "},
+            {"name": "x-token", "value_prefix": "t,"}
+        ]
+    }));
+    let keys = KeyRing::for_policy(&p);
+    let good = token("good_ES256");
+    let mut warm = TokenCache::new(4);
+    let a = Some(thumb("client_a"));
+    allowed(run_cached(&p, &keys, &mut warm, &bearer(&good), a));
+    let mut h = bearer(&good);
+    h.remove(1);
+    h.push(("x-token".into(), format!("t,{good}")));
+    let cold = run_cached(&p, &keys, &mut TokenCache::new(0), &h, a);
+    assert_eq!(denied(&cold), Some(&AuthError::MissingToken));
+    assert_eq!(run_cached(&p, &keys, &mut warm, &h, a), cold);
 }
 
 #[test]
