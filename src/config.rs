@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::forwarded::{CertificateSource, Cidr, Encoding, Source};
+use crate::headers::RequestHeaders;
 use crate::jwks::{Alg, KeySet, SkippedKey};
+use crate::route::{self, RawMatch, RouteMatch};
 
 /// Upper bound on the configuration document, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
@@ -180,17 +182,6 @@ struct RawRule {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawMatch {
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    path: Option<String>,
-    #[serde(default)]
-    path_separated_prefix: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRequirement {
     #[serde(default)]
     provider_name: Option<String>,
@@ -256,7 +247,7 @@ impl core::fmt::Display for ConfigError {
     }
 }
 
-fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
         message: message.into(),
@@ -407,29 +398,6 @@ impl Provider {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    Prefix(String),
-    Exact(String),
-    /// Envoy's `path_separated_prefix`: the prefix is the whole path or is
-    /// followed by `/` (so `/api` matches `/api` and `/api/x`, not `/apix`).
-    SeparatedPrefix(String),
-}
-
-impl PathMatch {
-    /// Matches the path part of `:path` (before any `?` or `#`).
-    pub fn matches(&self, path: &str) -> bool {
-        let path = path.split(['?', '#']).next().unwrap_or("");
-        match self {
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-            PathMatch::Exact(p) => path == p,
-            PathMatch::SeparatedPrefix(p) => path
-                .strip_prefix(p.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
-        }
-    }
-}
-
 /// What a route requires, in jwt_authn terms. Providers are indices into
 /// [`Policy::providers`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -446,7 +414,7 @@ pub enum Requirement {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    pub matcher: PathMatch,
+    pub matcher: RouteMatch,
     /// `None`: the route is public.
     pub requires: Option<Requirement>,
     pub required_scopes: Vec<String>,
@@ -485,13 +453,14 @@ impl Policy {
         self.by_issuer.get(iss).copied()
     }
 
-    /// The first rule that matches `path`; `None` when rules exist and none
-    /// matches (the request is not checked), as in jwt_authn.
-    pub fn rule_for(&self, path: &str) -> RuleMatch<'_> {
+    /// The first rule that matches the request (its `:path` and headers);
+    /// `NoMatch` when rules exist and none matches (the request is not
+    /// checked), as in jwt_authn.
+    pub fn rule_for(&self, path: &str, headers: &RequestHeaders) -> RuleMatch<'_> {
         if self.rules.is_empty() {
             return RuleMatch::Default;
         }
-        match self.rules.iter().find(|r| r.matcher.matches(path)) {
+        match self.rules.iter().find(|r| r.matcher.matches(path, headers)) {
             Some(rule) => RuleMatch::Rule(rule),
             None => RuleMatch::NoMatch,
         }
@@ -1131,42 +1100,12 @@ pub fn normalize_media_type(t: &str) -> String {
     }
 }
 
-/// Envoy's rule for `path_separated_prefix`: starts with `/`, has no `?`
-/// or `#`, and does not end with `/` (`/api/` would never match `/api`).
-fn separated_prefix(at: &str, p: String) -> Result<String, ConfigError> {
-    let field = || format!("{at}.match.path_separated_prefix");
-    if !p.starts_with('/') {
-        return Err(err(field(), "must start with /"));
-    }
-    if p.ends_with('/') || p.contains(['?', '#']) {
-        return Err(err(field(), "must not end with / or contain ? or #"));
-    }
-    Ok(p)
-}
-
 fn validate_rule(
     at: &str,
     rr: RawRule,
     names: &HashMap<String, usize>,
 ) -> Result<Rule, ConfigError> {
-    let m = rr.matcher;
-    let matcher = match (m.prefix, m.path, m.path_separated_prefix) {
-        (Some(p), None, None) if p.starts_with('/') => PathMatch::Prefix(p),
-        (None, Some(p), None) if p.starts_with('/') => PathMatch::Exact(p),
-        (None, None, Some(p)) => PathMatch::SeparatedPrefix(separated_prefix(at, p)?),
-        (Some(_), None, None) => {
-            return Err(err(format!("{at}.match.prefix"), "must start with /"));
-        }
-        (None, Some(_), None) => {
-            return Err(err(format!("{at}.match.path"), "must start with /"));
-        }
-        _ => {
-            return Err(err(
-                format!("{at}.match"),
-                "exactly one of prefix, path or path_separated_prefix is required",
-            ));
-        }
-    };
+    let matcher = route::validate(at, rr.matcher)?;
     let requires = rr
         .requires
         .map(|r| validate_requirement(&format!("{at}.requires"), r, names, 0))

@@ -119,7 +119,7 @@ pub fn decide(
             ops: strip_output_headers(policy),
         });
     }
-    let (requirement, scopes) = match policy.rule_for(req.path) {
+    let (requirement, scopes) = match policy.rule_for(req.path, req.headers) {
         RuleMatch::NoMatch => return allow_unchecked(policy),
         RuleMatch::Rule(rule) => match &rule.requires {
             None => return allow_unchecked(policy),

@@ -22,6 +22,7 @@ pub mod jwt;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native_shim;
 pub mod remote;
+pub mod route;
 pub mod rsa_pkcs1;
 pub mod vm;
 

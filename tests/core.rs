@@ -549,6 +549,134 @@ fn a_cached_token_changes_no_decision() {
     ));
 }
 
+/// Rules match as Envoy's RouteMatch does: one path specifier, then every
+/// header and query parameter matcher.
+#[test]
+fn rules_match_regex_headers_and_query_parameters() {
+    let cfg = json!({
+        "providers": {"idp": provider(json!({}))},
+        "rules": [
+            // Public: GETs of a version's health, whatever its case.
+            {"match": {"safe_regex": {"google_re2": {}, "regex": "/v[0-9]+/health"},
+                       "headers": [{"name": ":method", "string_match": {"exact": "get", "ignore_case": true}}]}},
+            // Public: a debug query on /status, unless an x-deny header is there.
+            {"match": {"path": "/STATUS", "case_sensitive": false,
+                       "query_parameters": [{"name": "debug", "present_match": true}],
+                       "headers": [{"name": "x-deny", "present_match": true, "invert_match": true}]}},
+            // Public: small uploads.
+            {"match": {"prefix": "/upload",
+                       "headers": [{"name": "content-length", "range_match": {"start": "0", "end": 1024}}]}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}
+        ]
+    });
+    let p2 = policy(cfg);
+    let req = |method: &str, path: &str, extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut h = vec![
+            (":path".to_string(), path.to_string()),
+            (":method".to_string(), method.to_string()),
+        ];
+        h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        h
+    };
+    let public = |h: &[(String, String)]| matches!(run(&p2, h, None), Decision::Allow(_));
+    assert!(public(&req("GET", "/v1/health", &[])));
+    assert!(public(&req("Get", "/v12/health?x=1", &[])));
+    // The regex must match the whole path, and the method must match.
+    assert!(!public(&req("GET", "/v1/health/x", &[])));
+    assert!(!public(&req("GET", "/x/v1/health", &[])));
+    assert!(!public(&req("POST", "/v1/health", &[])));
+    assert!(public(&req("POST", "/status?a=1&debug", &[])));
+    assert!(public(&req("POST", "/Status?debug=0", &[])));
+    assert!(!public(&req("POST", "/status?debugx=1", &[])));
+    assert!(!public(&req("POST", "/status?debug=1", &[("x-deny", "")])));
+    assert!(public(&req(
+        "PUT",
+        "/upload/a",
+        &[("content-length", "1023")]
+    )));
+    assert!(!public(&req(
+        "PUT",
+        "/upload/a",
+        &[("content-length", "1024")]
+    )));
+    assert!(!public(&req(
+        "PUT",
+        "/upload/a",
+        &[("content-length", "12x")]
+    )));
+    assert!(!public(&req("PUT", "/upload/a", &[])));
+    // Everything else needs a token.
+    assert_eq!(
+        denied(&run(&p2, &req("GET", "/v1/other", &[]), None)),
+        Some(&AuthError::MissingToken)
+    );
+}
+
+#[test]
+fn header_matchers_follow_envoy_on_missing_repeated_and_inverted_headers() {
+    use certbound::route::{HeaderMatcher, HeaderTest, StringMatch, StringMatcher};
+    let headers = |pairs: &[(&str, &str)]| -> certbound::headers::RequestHeaders {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    };
+    let m = |test: HeaderTest, invert: bool, missing_as_empty: bool| HeaderMatcher {
+        name: "x-a".into(),
+        test,
+        invert,
+        missing_as_empty,
+    };
+    let exact = |s: &str| {
+        HeaderTest::String(StringMatcher {
+            kind: StringMatch::Exact(s.into()),
+            ignore_case: false,
+        })
+    };
+    let none = headers(&[]);
+    let one = headers(&[("x-a", "1")]);
+    let two = headers(&[("x-a", "1"), ("X-A", "2")]);
+    // Missing: only a presence test can match, inverted or not.
+    assert!(!m(HeaderTest::Present(true), false, false).matches(&none));
+    assert!(m(HeaderTest::Present(false), false, false).matches(&none));
+    assert!(m(HeaderTest::Present(true), true, false).matches(&none));
+    assert!(!m(HeaderTest::Present(false), true, false).matches(&none));
+    assert!(!m(exact("1"), false, false).matches(&none));
+    assert!(!m(exact("1"), true, false).matches(&none));
+    // ... unless it is read as empty.
+    assert!(m(exact(""), false, true).matches(&none));
+    assert!(m(exact("1"), true, true).matches(&none));
+    // Present.
+    assert!(m(HeaderTest::Present(true), false, false).matches(&one));
+    assert!(!m(HeaderTest::Present(false), false, false).matches(&one));
+    assert!(m(exact("1"), false, false).matches(&one));
+    assert!(!m(exact("1"), true, false).matches(&one));
+    // Repeated: one value joined by ",".
+    assert!(m(exact("1,2"), false, false).matches(&two));
+    assert!(!m(exact("1"), false, false).matches(&two));
+    // The deprecated exact_match: empty matches any value.
+    assert!(m(HeaderTest::Exact(String::new()), false, false).matches(&one));
+    assert!(!m(HeaderTest::Exact("2".into()), false, false).matches(&one));
+    // Ranges are [start, end).
+    assert!(m(HeaderTest::Range(1, 2), false, false).matches(&one));
+    assert!(!m(HeaderTest::Range(2, 3), false, false).matches(&one));
+}
+
+#[test]
+fn string_matchers() {
+    use certbound::route::{StringMatch, StringMatcher};
+    let sm = |kind: StringMatch, ignore_case: bool| StringMatcher { kind, ignore_case };
+    assert!(sm(StringMatch::Prefix("Ab".into()), true).matches("aBc"));
+    assert!(!sm(StringMatch::Prefix("Ab".into()), false).matches("aBc"));
+    assert!(sm(StringMatch::Suffix("BC".into()), true).matches("abc"));
+    assert!(!sm(StringMatch::Suffix("abcd".into()), true).matches("abc"));
+    assert!(sm(StringMatch::Contains("B".into()), true).matches("abc"));
+    assert!(!sm(StringMatch::Contains("B".into()), false).matches("abc"));
+    assert!(sm(StringMatch::Exact("é".into()), false).matches("é"));
+    // A multi-byte character straddling the suffix length is no panic.
+    assert!(!sm(StringMatch::Suffix("x".into()), false).matches("é"));
+}
+
 /// A header prefix with a comma in it: splitting folded values cuts it, so
 /// such a header never yields a token, cached or not.
 #[test]
@@ -1073,6 +1201,64 @@ fn config_errors_name_their_field() {
             "unknown provider",
         ),
         (json!({"providers": {}}), "providers", "at least one"),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"safe_regex": {"regex": "/api/(v1"}}}]}),
+            "rules[0].match.safe_regex.regex",
+            "regular expression",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/", "safe_regex": {"regex": "/.*"}}}]}),
+            "rules[0].match",
+            "exactly one",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/", "headers": [
+                       {"name": ":method", "exact_match": "GET", "prefix_match": "G"}]}}]}),
+            "rules[0].match.headers[0]",
+            "at most one",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/", "headers": [
+                       {"name": "x-a", "string_match": {"exact": "a", "prefix": "b"}}]}}]}),
+            "rules[0].match.headers[0].string_match",
+            "exactly one",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/", "headers": [{"name": "bad name"}]}}]}),
+            "rules[0].match.headers[0].name",
+            "header name",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/", "headers": [
+                       {"name": "x-n", "range_match": {"start": "1", "end": "ten"}}]}}]}),
+            "rules[0].match.headers[0].range_match.end",
+            "integer",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/", "query_parameters": [
+                       {"name": "v", "present_match": true, "string_match": {"exact": "1"}}]}}]}),
+            "rules[0].match.query_parameters[0]",
+            "exclusive",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"prefix": "/", "grpc": {}}}]}),
+            "rules[0].match",
+            "unknown field",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"safe_regex": {"regex": "\\p{Greek}+"}}}]}),
+            "rules[0].match.safe_regex.regex",
+            "regular expression",
+        ),
     ];
     for (cfg, field, needle) in cases {
         let e = config_error(cfg);

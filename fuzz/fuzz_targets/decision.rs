@@ -350,7 +350,7 @@ fn must_allow(
         return None;
     }
     let idp = policy.providers.iter().position(|p| p.name == "idp")?;
-    let only_idp = match policy.rule_for(path) {
+    let only_idp = match policy.rule_for(path, &headers.iter().cloned().collect()) {
         RuleMatch::Default => true,
         RuleMatch::Rule(r) => {
             r.requires == Some(Requirement::Provider(idp)) && r.required_scopes.is_empty()
@@ -418,7 +418,7 @@ fn check(
         }
     }
 
-    let (needs, scopes): (bool, &[String]) = match policy.rule_for(path) {
+    let (needs, scopes): (bool, &[String]) = match policy.rule_for(path, &headers.iter().cloned().collect()) {
         RuleMatch::Default => (true, &[]),
         RuleMatch::NoMatch => (false, &[]),
         RuleMatch::Rule(r) => match &r.requires {

@@ -1,6 +1,7 @@
 """jwt_authn options a user brings along, in the real Envoy 1.40 over real
-mTLS: ``bypass_cors_preflight``, ``pad_forward_payload_header``, the
-``path_separated_prefix`` rule matcher, ``provider_and_audiences``, and
+mTLS: ``bypass_cors_preflight``, ``pad_forward_payload_header``, the rule
+matchers ``path_separated_prefix``, ``safe_regex``, ``case_sensitive``,
+``headers`` and ``query_parameters``, ``provider_and_audiences``, and
 ``claim_to_headers`` for a namespaced claim (a claim name with dots).
 
 One Envoy for the module: the shipped envoy.yaml with the plugin JSON below.
@@ -50,6 +51,16 @@ def policy() -> dict[str, Any]:
             {"match": {"path_separated_prefix": "/api"}, "requires": {"provider_name": "idp"}},
             {"match": {"prefix": "/partner/"}, "requires": {"provider_and_audiences": {
                 "provider_name": "idp", "audiences": [PARTNER_API]}}},
+            {"match": {"safe_regex": {"google_re2": {}, "regex": "/v[0-9]+/reports/[0-9a-f]+"}},
+             "requires": {"provider_name": "idp"}},
+            {"match": {"prefix": "/admin/", "headers": [
+                {"name": ":method", "string_match": {"exact": "GET"}, "invert_match": True}]},
+             "requires": {"provider_name": "idp"}},
+            {"match": {"prefix": "/search/", "query_parameters": [
+                {"name": "scope", "string_match": {"exact": "private"}}]},
+             "requires": {"provider_name": "idp"}},
+            {"match": {"prefix": "/Secure/", "case_sensitive": False},
+             "requires": {"provider_name": "idp"}},
             {"match": {"prefix": "/"}},
         ],
     }
@@ -131,6 +142,44 @@ def test_path_separated_prefix_covers_what_is_below(call, pki, path):
 @pytest.mark.parametrize("path", ["/apix/", "/api-v2/orders/"])
 def test_path_separated_prefix_stops_at_the_segment(call, path):
     assert_passed(call(path))
+
+
+# -- safe_regex, headers, query_parameters, case_sensitive --------------------
+
+
+def test_safe_regex_must_match_the_whole_path(call, pki):
+    # unique() appends a hex segment: /v1/reports/<hex> is the rule's.
+    assert_missing_token(call("/v1/reports"))
+    assert_missing_token(call("/v12/reports"))
+    assert_passed(call("/v1/reports", token=token(pki)))
+    # More after it, or something before it, is another route (public here).
+    assert_passed(call(unique("/v1/reports") + "/x", exact=True))
+    assert_passed(call(unique("/api-v1/reports"), exact=True))
+    assert_passed(call(unique("/vx/reports"), exact=True))
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+def test_a_header_matcher_on_the_method(call, pki, method):
+    assert_missing_token(call("/admin/users/", method=method))
+    assert_passed(call("/admin/users/", method=method, token=token(pki)))
+
+
+def test_an_inverted_method_matcher_leaves_gets_to_the_next_rule(call):
+    assert_passed(call("/admin/users/"))
+
+
+def test_a_query_parameter_matcher(call, pki):
+    assert_missing_token(call(unique("/search") + "?q=x&scope=private", exact=True))
+    assert_passed(call(unique("/search") + "?scope=private", exact=True, token=token(pki)))
+    assert_passed(call(unique("/search") + "?scope=public", exact=True))
+    assert_passed(call(unique("/search") + "?scope=privatex", exact=True))
+    assert_passed(call("/search/"))
+
+
+@pytest.mark.parametrize("path", ["/Secure/", "/secure/", "/SECURE/"])
+def test_case_insensitive_prefix(call, pki, path):
+    assert_missing_token(call(path))
+    assert_passed(call(path, token=token(pki)))
 
 
 # -- claim_to_headers ---------------------------------------------------------
