@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::forwarded::{CertificateSource, Cidr, Encoding, Source};
 use crate::headers::RequestHeaders;
 use crate::jwks::{Alg, KeySet, SkippedKey};
-use crate::route::{self, RawMatch, RouteMatch};
+use crate::route::{self, RawMatch, RawStringMatcher, RouteMatch, StringMatcher};
 
 /// Upper bound on the configuration document, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
@@ -90,6 +90,8 @@ struct RawProvider {
     require_expiration: Option<bool>,
     #[serde(default)]
     max_lifetime_seconds: Option<i64>,
+    #[serde(default)]
+    subjects: Option<RawStringMatcher>,
     #[serde(default)]
     token_types: Option<Vec<String>>,
     #[serde(default)]
@@ -372,6 +374,8 @@ pub struct Provider {
     pub thumbprint_header: Option<String>,
     pub require_expiration: bool,
     pub max_lifetime: Option<u64>,
+    /// jwt_authn's `subjects`: the `sub` claim must match.
+    pub subjects: Option<StringMatcher>,
     /// Lowercase media types without the `application/` prefix.
     pub token_types: Vec<String>,
     pub algorithms: Vec<Alg>,
@@ -768,6 +772,10 @@ fn validate_provider(
         }
         Some(s) => Some(s as u64),
     };
+    let subjects = rp
+        .subjects
+        .map(|m| route::string_matcher(&format!("{at}.subjects"), m))
+        .transpose()?;
     let mut token_types = Vec::new();
     for (i, t) in rp.token_types.unwrap_or_default().into_iter().enumerate() {
         let t = normalize_media_type(&t);
@@ -817,6 +825,7 @@ fn validate_provider(
         thumbprint_header,
         require_expiration: rp.require_expiration.unwrap_or(true),
         max_lifetime,
+        subjects,
         token_types,
         algorithms,
     })

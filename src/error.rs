@@ -52,6 +52,8 @@ pub enum AuthError {
     LifetimeTooLong,
     /// `aud` contains none of the provider's audiences.
     WrongAudience,
+    /// `sub` is missing or does not match the provider's `subjects`.
+    WrongSubject,
     /// The token carries no `cnf.x5t#S256` while the binding is required
     /// (RFC 8705 §3), or carries a confirmation method this filter cannot check.
     MissingBinding,
@@ -106,6 +108,7 @@ impl AuthError {
             }
             AuthError::NotYetValid => "not_yet_valid",
             AuthError::WrongAudience => "wrong_audience",
+            AuthError::WrongSubject => "wrong_subject",
             AuthError::MissingBinding | AuthError::MalformedBinding => "missing_binding",
             AuthError::NoClientCertificate => "no_client_certificate",
             AuthError::BindingMismatch => "binding_mismatch",
@@ -120,7 +123,7 @@ impl AuthError {
     }
 
     /// Every value [`AuthError::reason`] can return, for metric definitions.
-    pub const REASONS: [&'static str; 18] = [
+    pub const REASONS: [&'static str; 19] = [
         "missing_token",
         "invalid_request",
         "malformed",
@@ -131,6 +134,7 @@ impl AuthError {
         "expired",
         "not_yet_valid",
         "wrong_audience",
+        "wrong_subject",
         "missing_binding",
         "no_client_certificate",
         "binding_mismatch",
@@ -162,6 +166,7 @@ impl AuthError {
             AuthError::NotYetValid => "token not yet valid",
             AuthError::LifetimeTooLong => "token lifetime too long",
             AuthError::WrongAudience => "audience not accepted",
+            AuthError::WrongSubject => "subject not accepted",
             AuthError::MissingBinding => "token is not certificate-bound",
             AuthError::MalformedBinding => "malformed x5t#S256 confirmation",
             AuthError::NoClientCertificate => "client certificate required",
@@ -317,6 +322,7 @@ mod tests {
             AuthError::NotYetValid,
             AuthError::LifetimeTooLong,
             AuthError::WrongAudience,
+            AuthError::WrongSubject,
             AuthError::MissingBinding,
             AuthError::MalformedBinding,
             AuthError::NoClientCertificate,

@@ -237,6 +237,7 @@ pub(crate) fn check_claims(
     let times = Times::read(claims)?;
     check_times(provider, &times, now)?;
     check_audience(audiences, claims)?;
+    check_subject(provider, claims)?;
     Ok(times)
 }
 
@@ -485,6 +486,17 @@ fn check_audience(audiences: &[String], c: &Map<String, Value>) -> Result<(), Au
     }
 }
 
+/// jwt_authn's `subjects`: when configured, `sub` (RFC 7519 §4.1.2, a
+/// string) must be there and match. Per provider, so a cached token, which
+/// passed it when verified, is not checked again.
+fn check_subject(provider: &Provider, c: &Map<String, Value>) -> Result<(), AuthError> {
+    match (&provider.subjects, c.get("sub")) {
+        (None, _) => Ok(()),
+        (Some(m), Some(Value::String(sub))) if m.matches(sub) => Ok(()),
+        (Some(_), _) => Err(AuthError::WrongSubject),
+    }
+}
+
 fn map_jwt_error(e: &jwt_simple::Error) -> AuthError {
     match e.downcast_ref::<JWTError>() {
         Some(JWTError::TokenHasExpired) => AuthError::Expired,
@@ -508,8 +520,38 @@ fn map_jwt_error(e: &jwt_simple::Error) -> AuthError {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_NUMERIC_DATE, numeric_date};
+    use super::{MAX_NUMERIC_DATE, check_subject, numeric_date};
+    use crate::error::AuthError;
     use serde_json::json;
+
+    /// RFC 7519 §4.1.2: `sub` is a string; with `subjects`, one that is
+    /// missing, not a string or not matching is refused.
+    #[test]
+    fn subjects() {
+        let cfg = json!({"providers": {"idp": {
+            "issuer": "https://idp.example.com",
+            "remote_jwks": {"http_uri": {"uri": "https://idp.example.com/jwks", "cluster": "idp", "timeout": "1s"}},
+            "subjects": {"prefix": "spiffe://example.org/"}
+        }}});
+        let policy = match crate::config::parse(cfg.to_string().as_bytes(), &|_: &str| None) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let p = &policy.providers[0];
+        let claims = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            check_subject(p, &claims(json!({"sub": "spiffe://example.org/ns/a"}))),
+            Ok(())
+        );
+        for bad in [
+            json!({}),
+            json!({"sub": "spiffe://other.org/ns/a"}),
+            json!({"sub": 7}),
+            json!({"sub": ["spiffe://example.org/a"]}),
+        ] {
+            assert_eq!(check_subject(p, &claims(bad)), Err(AuthError::WrongSubject));
+        }
+    }
 
     #[test]
     fn numeric_dates_up_to_two_to_the_53() {

@@ -102,7 +102,7 @@ struct RawRange {
 /// `type.matcher.v3.StringMatcher`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawStringMatcher {
+pub(crate) struct RawStringMatcher {
     #[serde(default)]
     exact: Option<String>,
     #[serde(default)]
@@ -525,7 +525,7 @@ fn range(at: &str, r: RawRange) -> Result<HeaderTest, ConfigError> {
     ))
 }
 
-fn string_matcher(at: &str, m: RawStringMatcher) -> Result<StringMatcher, ConfigError> {
+pub(crate) fn string_matcher(at: &str, m: RawStringMatcher) -> Result<StringMatcher, ConfigError> {
     let mut kinds = Vec::new();
     kinds.extend(m.exact.map(StringMatch::Exact));
     kinds.extend(m.prefix.map(StringMatch::Prefix));

@@ -677,6 +677,36 @@ fn string_matchers() {
     assert!(!sm(StringMatch::Suffix("x".into()), false).matches("é"));
 }
 
+/// jwt_authn's `subjects`: `sub` must match, else 401 `invalid_token`
+/// (counted as `wrong_subject`); a cached token was checked when verified.
+#[test]
+fn subjects_must_match_the_sub_claim() {
+    let good = token("good_ES256"); // sub "client-a"
+    let a = Some(thumb("client_a"));
+    for (m, ok) in [
+        (json!({"exact": "client-a"}), true),
+        (json!({"prefix": "CLIENT-", "ignore_case": true}), true),
+        (json!({"safe_regex": {"regex": "client-[a-z]"}}), true),
+        (json!({"exact": "client-b"}), false),
+        (json!({"suffix": "-b"}), false),
+        (json!({"safe_regex": {"regex": "client"}}), false),
+    ] {
+        let p = simple_policy(json!({"subjects": m}));
+        let keys = KeyRing::for_policy(&p);
+        let mut cache = TokenCache::new(4);
+        for _ in 0..2 {
+            let d = run_cached(&p, &keys, &mut cache, &bearer(&good), a);
+            if ok {
+                allowed(d);
+            } else {
+                assert_eq!(denied(&d), Some(&AuthError::WrongSubject), "{m}");
+                assert_eq!(AuthError::WrongSubject.response().status, 401);
+                assert_eq!(AuthError::WrongSubject.reason(), "wrong_subject");
+            }
+        }
+    }
+}
+
 /// A header prefix with a comma in it: splitting folded values cuts it, so
 /// such a header never yields a token, cached or not.
 #[test]
@@ -1252,6 +1282,11 @@ fn config_errors_name_their_field() {
                    "rules": [{"match": {"prefix": "/", "grpc": {}}}]}),
             "rules[0].match",
             "unknown field",
+        ),
+        (
+            json!({"providers": {"idp": provider(json!({"subjects": {"exact": "a", "suffix": "b"}}))}}),
+            "providers.idp.subjects",
+            "exactly one",
         ),
         (
             json!({"providers": {"idp": provider(json!({}))},

@@ -1,8 +1,9 @@
 """jwt_authn options a user brings along, in the real Envoy 1.40 over real
 mTLS: ``bypass_cors_preflight``, ``pad_forward_payload_header``, the rule
 matchers ``path_separated_prefix``, ``safe_regex``, ``case_sensitive``,
-``headers`` and ``query_parameters``, ``provider_and_audiences``, and
-``claim_to_headers`` for a namespaced claim (a claim name with dots).
+``headers`` and ``query_parameters``, ``provider_and_audiences``, a
+provider's ``subjects``, and ``claim_to_headers`` for a namespaced claim (a
+claim name with dots).
 
 One Envoy for the module: the shipped envoy.yaml with the plugin JSON below.
 """
@@ -25,6 +26,7 @@ from support_policy import (  # noqa: F401 (echo, fleet, _vm_healthy: shared fix
 )
 
 TENANT_CLAIM = "https://idp.example.com/tenant"
+WORKLOADS = "https://workloads.example.com"  # a second issuer, whose subjects are SPIFFE IDs
 PARTNER_API = "https://partner-api.example.com"
 PREFLIGHT = {"origin": "https://app.example.com", "access-control-request-method": "POST"}
 
@@ -46,6 +48,13 @@ def policy() -> dict[str, Any]:
                 "forward_payload_header": "x-jwt-payload",
                 "pad_forward_payload_header": True,
             },
+            "workloads": {
+                "issuer": WORKLOADS,
+                "audiences": [AUDIENCE],
+                "local_jwks": {"environment_variable": "CERTBOUND_JWKS"},
+                "forward": True,
+                "subjects": {"safe_regex": {"regex": "spiffe://example\\.org/ns/[a-z-]+/sa/[a-z-]+"}},
+            },
         },
         "rules": [
             {"match": {"path_separated_prefix": "/api"}, "requires": {"provider_name": "idp"}},
@@ -61,6 +70,7 @@ def policy() -> dict[str, Any]:
              "requires": {"provider_name": "idp"}},
             {"match": {"prefix": "/Secure/", "case_sensitive": False},
              "requires": {"provider_name": "idp"}},
+            {"match": {"prefix": "/workloads/"}, "requires": {"provider_name": "workloads"}},
             {"match": {"prefix": "/"}},
         ],
     }
@@ -180,6 +190,24 @@ def test_a_query_parameter_matcher(call, pki):
 def test_case_insensitive_prefix(call, pki, path):
     assert_missing_token(call(path))
     assert_passed(call(path, token=token(pki)))
+
+
+# -- subjects -------------------------------------------------------------------
+
+
+def test_subjects_must_match_the_sub_claim(call, envoy, pki):
+    stats = Stats(envoy)
+    good = token(pki, iss=WORKLOADS, sub="spiffe://example.org/ns/shop/sa/checkout")
+    assert_passed(call("/workloads/orders/", token=good))
+    assert_passed(call("/workloads/orders/", token=good))  # a cache hit
+    before = stats.read()
+    for sub in ("spiffe://example.org/ns/shop/sa/checkout/x", "spiffe://evil.org/ns/shop/sa/a",
+                "demo-client", None):
+        t = token(pki, iss=WORKLOADS, sub=sub)
+        assert_invalid_token(call("/workloads/orders/", token=t), "subject not accepted")
+    stats.expect(before, {"certbound.denied": 4, "certbound.denied.wrong_subject": 4,
+                          "certbound.provider.workloads.denied": 4},
+                 ignore=("certbound.cache_hit", "certbound.cache_miss"))
 
 
 # -- claim_to_headers ---------------------------------------------------------

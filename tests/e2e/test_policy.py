@@ -513,7 +513,7 @@ def test_require_expiration(call, tokens):
 
 REASONS = ("missing_token", "invalid_request", "malformed", "disallowed_algorithm",
            "bad_signature", "unknown_kid", "expired", "not_yet_valid", "wrong_issuer",
-           "wrong_audience", "missing_binding", "no_client_certificate", "binding_mismatch",
+           "wrong_audience", "wrong_subject", "missing_binding", "no_client_certificate", "binding_mismatch",
            "insufficient_scope", "keys_unavailable", "internal")
 CACHE = ("certbound.cache_hit", "certbound.cache_miss")
 
