@@ -38,6 +38,8 @@ struct RawConfig {
     client_certificate: Option<RawCertificateSource>,
     #[serde(default)]
     bypass_cors_preflight: Option<bool>,
+    #[serde(default)]
+    stat_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +92,9 @@ struct RawProvider {
     require_expiration: Option<bool>,
     #[serde(default)]
     max_lifetime_seconds: Option<i64>,
+    /// jwt_authn's spelling: a Duration such as `"3600s"`.
+    #[serde(default)]
+    max_lifetime: Option<String>,
     #[serde(default)]
     subjects: Option<RawStringMatcher>,
     #[serde(default)]
@@ -442,6 +447,9 @@ pub struct Policy {
     /// Let CORS preflight requests through unchecked (jwt_authn's
     /// `bypass_cors_preflight`; off by default).
     pub bypass_cors_preflight: bool,
+    /// Where this filter's stats live: `certbound.` or
+    /// `certbound.<stat_prefix>.` (jwt_authn's `stat_prefix`).
+    pub stats_root: String,
 }
 
 impl Policy {
@@ -582,6 +590,10 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
     output_headers.sort();
     output_headers.dedup();
     let introspects = providers.iter().any(|p| p.introspection.is_some());
+    let stats_root = match raw.stat_prefix {
+        None => "certbound".to_string(),
+        Some(p) => format!("certbound.{}", stat_prefix(&p)?),
+    };
     Ok(Policy {
         providers,
         rules,
@@ -592,7 +604,28 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
         by_issuer,
         output_headers,
         bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(false),
+        stats_root,
     })
+}
+
+/// jwt_authn's `stat_prefix`: one or more dot-separated segments of
+/// `[A-Za-z0-9_-]`, so two filters (say a gateway's and a sidecar's
+/// listeners) keep their counts apart.
+fn stat_prefix(p: &str) -> Result<&str, ConfigError> {
+    let segment_ok = |seg: &str| {
+        !seg.is_empty()
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if p.len() <= 64 && p.split('.').all(segment_ok) {
+        Ok(p)
+    } else {
+        Err(err(
+            "stat_prefix",
+            "must be dot-separated segments of letters, digits, _ and - (at most 64 bytes)",
+        ))
+    }
 }
 
 fn validate_provider(
@@ -762,7 +795,22 @@ fn validate_provider(
             }
         }
     }
-    let max_lifetime = match rp.max_lifetime_seconds {
+    let max_lifetime = match (rp.max_lifetime_seconds, rp.max_lifetime) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                format!("{at}.max_lifetime"),
+                "give max_lifetime or max_lifetime_seconds, not both",
+            ));
+        }
+        (None, Some(d)) => {
+            // Whole seconds up (a token's times are whole seconds).
+            let field = format!("{at}.max_lifetime");
+            let ms = duration_ms(&field, Some(&d), 0, (1, 100 * 365 * 86_400_000))?;
+            Some(ms.div_ceil(1000) as i64)
+        }
+        (s, None) => s,
+    };
+    let max_lifetime = match max_lifetime {
         None => None,
         Some(s) if s <= 0 => {
             return Err(err(

@@ -1,8 +1,8 @@
 //! Which requests a rule applies to: the `match` of a `jwt_authn` rule,
 //! which is Envoy's `config.route.v3.RouteMatch`. Supported: one path
 //! specifier (`prefix`, `path`, `path_separated_prefix` or `safe_regex`),
-//! `case_sensitive`, `headers` (`HeaderMatcher`) and `query_parameters`
-//! (`QueryParameterMatcher`), with Envoy's semantics; anything else in a
+//! `case_sensitive`, `headers` (`HeaderMatcher`), `query_parameters`
+//! (`QueryParameterMatcher`) and `grpc`, with Envoy's semantics; anything else in a
 //! `match` is refused when the configuration is read. Parsed, then
 //! validated into [`RouteMatch`], which matches a request's `:path` and
 //! headers and nothing else.
@@ -40,7 +40,14 @@ pub(crate) struct RawMatch {
     headers: Vec<RawHeaderMatcher>,
     #[serde(default)]
     query_parameters: Vec<RawQueryMatcher>,
+    #[serde(default)]
+    grpc: Option<RawGrpc>,
 }
+
+/// `GrpcRouteMatchOptions`: no fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrpc {}
 
 /// `type.matcher.v3.RegexMatcher`: RE2 syntax (here: regex-lite, the same
 /// syntax without Unicode classes).
@@ -316,25 +323,17 @@ pub struct RouteMatch {
     pub case_sensitive: bool,
     pub headers: Vec<HeaderMatcher>,
     pub query_parameters: Vec<QueryMatcher>,
+    /// `grpc: {}`: only gRPC requests (by `content-type`).
+    pub grpc: bool,
 }
 
 impl RouteMatch {
-    /// A matcher on the path alone (case-sensitive, no header or query
-    /// conditions).
-    pub fn path(path: PathMatch) -> RouteMatch {
-        RouteMatch {
-            path,
-            case_sensitive: true,
-            headers: Vec::new(),
-            query_parameters: Vec::new(),
-        }
-    }
-
     /// Whether a request with this `:path` and these headers matches:
     /// its path, then every header and query parameter matcher.
     pub fn matches(&self, path: &str, headers: &RequestHeaders) -> bool {
         let (bare, query) = split_path(path);
         self.path_matches(bare)
+            && (!self.grpc || is_grpc(headers))
             && self.headers.iter().all(|h| h.matches(headers))
             && self.query_parameters.iter().all(|q| q.matches(query))
     }
@@ -354,6 +353,16 @@ impl RouteMatch {
             PathMatch::Regex(re) => re.full_match(path),
         }
     }
+}
+
+/// Envoy's test for a gRPC request: `content-type` is `application/grpc`,
+/// or that followed by `+` (`application/grpc+proto`) or `;`.
+fn is_grpc(headers: &RequestHeaders) -> bool {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .and_then(|(_, v)| v.strip_prefix("application/grpc"))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
 }
 
 /// `:path` as (path, query): the query without its `?`, and without any
@@ -425,6 +434,7 @@ pub(crate) fn validate(at: &str, m: RawMatch) -> Result<RouteMatch, ConfigError>
         case_sensitive: m.case_sensitive.unwrap_or(true),
         headers,
         query_parameters,
+        grpc: m.grpc.is_some(),
     })
 }
 

@@ -98,10 +98,12 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn define(host: &dyn Host, policy: &Policy) -> Metrics {
-        let counter = |name: &str| host.define_metric(MetricKind::Counter, name);
+        let root = &policy.stats_root;
+        let counter =
+            |name: &str| host.define_metric(MetricKind::Counter, &format!("{root}.{name}"));
         let mut reasons = HashMap::new();
         for r in AuthError::REASONS {
-            if let Some(id) = counter(&format!("certbound.denied.{r}")) {
+            if let Some(id) = counter(&format!("denied.{r}")) {
                 reasons.insert(r, id);
             }
         }
@@ -111,7 +113,7 @@ impl Metrics {
             .map(|p| {
                 let n = metric_safe(&p.name);
                 let remote = matches!(p.jwks, JwksSource::Remote(_));
-                let per = |what: &str| counter(&format!("certbound.provider.{n}.{what}"));
+                let per = |what: &str| counter(&format!("provider.{n}.{what}"));
                 ProviderMetrics {
                     allowed: per("allowed"),
                     denied: per("denied"),
@@ -119,18 +121,18 @@ impl Metrics {
                     fetch_failed: remote.then(|| per("jwks_fetch_failed")).flatten(),
                     keys_loaded: host.define_metric(
                         MetricKind::Gauge,
-                        &format!("certbound.provider.{n}.keys_loaded"),
+                        &format!("{root}.provider.{n}.keys_loaded"),
                     ),
                 }
             })
             .collect();
         Metrics {
-            allowed: counter("certbound.allowed"),
-            denied: counter("certbound.denied"),
-            cache_hit: counter("certbound.cache_hit"),
-            cache_miss: counter("certbound.cache_miss"),
-            untrusted_header: counter("certbound.untrusted_certificate_header"),
-            cors_preflight_bypassed: counter("certbound.cors_preflight_bypassed"),
+            allowed: counter("allowed"),
+            denied: counter("denied"),
+            cache_hit: counter("cache_hit"),
+            cache_miss: counter("cache_miss"),
+            untrusted_header: counter("untrusted_certificate_header"),
+            cors_preflight_bypassed: counter("cors_preflight_bypassed"),
             reasons,
             providers,
         }

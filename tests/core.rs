@@ -566,6 +566,8 @@ fn rules_match_regex_headers_and_query_parameters() {
             // Public: small uploads.
             {"match": {"prefix": "/upload",
                        "headers": [{"name": "content-length", "range_match": {"start": "0", "end": 1024}}]}},
+            // Public: gRPC health checks.
+            {"match": {"prefix": "/grpc.health.v1.Health/", "grpc": {}}},
             {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}
         ]
     });
@@ -605,6 +607,28 @@ fn rules_match_regex_headers_and_query_parameters() {
         &[("content-length", "12x")]
     )));
     assert!(!public(&req("PUT", "/upload/a", &[])));
+    let health = "/grpc.health.v1.Health/Check";
+    for ct in [
+        "application/grpc",
+        "application/grpc+proto",
+        "application/grpc;x=1",
+    ] {
+        assert!(
+            public(&req("POST", health, &[("content-type", ct)])),
+            "{ct}"
+        );
+    }
+    for ct in [
+        "application/grpc-web",
+        "application/json",
+        "text/application/grpc",
+    ] {
+        assert!(
+            !public(&req("POST", health, &[("content-type", ct)])),
+            "{ct}"
+        );
+    }
+    assert!(!public(&req("POST", health, &[])));
     // Everything else needs a token.
     assert_eq!(
         denied(&run(&p2, &req("GET", "/v1/other", &[]), None)),
@@ -705,6 +729,21 @@ fn subjects_must_match_the_sub_claim() {
             }
         }
     }
+}
+
+/// jwt_authn's `max_lifetime` (a Duration) is `max_lifetime_seconds`.
+#[test]
+fn max_lifetime_as_a_duration() {
+    let secs = |extra| simple_policy(extra).providers[0].max_lifetime;
+    assert_eq!(secs(json!({"max_lifetime": "300s"})), Some(300));
+    assert_eq!(secs(json!({"max_lifetime": "1.5s"})), Some(2));
+    assert_eq!(secs(json!({"max_lifetime_seconds": 300})), Some(300));
+    assert_eq!(secs(json!({})), None);
+    let e = config_error(json!({"providers": {"idp": provider(json!({
+        "max_lifetime": "300s", "max_lifetime_seconds": 300}))}}));
+    assert_eq!(e.field, "providers.idp.max_lifetime");
+    let e = config_error(json!({"providers": {"idp": provider(json!({"max_lifetime": "5m"}))}}));
+    assert_eq!(e.field, "providers.idp.max_lifetime");
 }
 
 /// A header prefix with a comma in it: splitting folded values cuts it, so
@@ -1279,7 +1318,7 @@ fn config_errors_name_their_field() {
         ),
         (
             json!({"providers": {"idp": provider(json!({}))},
-                   "rules": [{"match": {"prefix": "/", "grpc": {}}}]}),
+                   "rules": [{"match": {"prefix": "/", "tls_context": {"presented": true}}}]}),
             "rules[0].match",
             "unknown field",
         ),

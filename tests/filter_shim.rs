@@ -152,6 +152,15 @@ impl FakeHost {
                 .map(|(_, v)| v.clone())
         })
     }
+    fn metric_names(&self) -> Vec<String> {
+        self.0
+            .borrow()
+            .counters
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
     fn counter(&self, name: &str) -> u64 {
         self.0
             .borrow()
@@ -449,6 +458,35 @@ fn a_bypassed_cors_preflight_counts_as_that_alone() {
     assert_eq!(h.counter("certbound.cors_preflight_bypassed"), 1);
     assert_eq!(h.counter("certbound.allowed"), 0);
     assert_eq!(h.counter("certbound.denied"), 0);
+}
+
+/// jwt_authn's `stat_prefix`: every stat under `certbound.<prefix>.`.
+#[test]
+fn stat_prefix_moves_every_stat() {
+    let mut cfg = config();
+    cfg["stat_prefix"] = json!("edge.eu-1");
+    let h = base()
+        .with_config(cfg)
+        .with_peer_cert("client_a")
+        .with_bearer(&token("good_ES256"));
+    assert_eq!(request(&h), Action::Continue);
+    assert_eq!(h.counter("certbound.edge.eu-1.allowed"), 1);
+    assert_eq!(h.counter("certbound.edge.eu-1.provider.idp.allowed"), 1);
+    assert_eq!(h.counter("certbound.allowed"), 0);
+    let names = h.metric_names();
+    assert!(!names.is_empty());
+    assert!(
+        names.iter().all(|n| n.starts_with("certbound.edge.eu-1.")),
+        "{names:?}"
+    );
+    for bad in ["", "a..b", ".a", "a b", "a/b"] {
+        let mut cfg = config();
+        cfg["stat_prefix"] = json!(bad);
+        let h = base().with_config(cfg);
+        let mut root = CertboundRoot::new(h.clone());
+        assert!(!root.on_configure(0), "{bad:?} accepted");
+        assert!(h.logs().contains("stat_prefix"), "{}", h.logs());
+    }
 }
 
 #[test]

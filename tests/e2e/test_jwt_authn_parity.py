@@ -1,8 +1,9 @@
 """jwt_authn options a user brings along, in the real Envoy 1.40 over real
 mTLS: ``bypass_cors_preflight``, ``pad_forward_payload_header``, the rule
 matchers ``path_separated_prefix``, ``safe_regex``, ``case_sensitive``,
-``headers`` and ``query_parameters``, ``provider_and_audiences``, a
-provider's ``subjects``, and ``claim_to_headers`` for a namespaced claim (a
+``headers``, ``query_parameters`` and ``grpc``, ``provider_and_audiences``,
+a provider's ``subjects``, ``stat_prefix`` (every counter here is
+``certbound.parity.*``), and ``claim_to_headers`` for a namespaced claim (a
 claim name with dots).
 
 One Envoy for the module: the shipped envoy.yaml with the plugin JSON below.
@@ -34,6 +35,7 @@ PREFLIGHT = {"origin": "https://app.example.com", "access-control-request-method
 def policy() -> dict[str, Any]:
     return {
         "bypass_cors_preflight": True,
+        "stat_prefix": "parity",
         "providers": {
             "idp": {
                 "issuer": ISSUER,
@@ -70,6 +72,8 @@ def policy() -> dict[str, Any]:
              "requires": {"provider_name": "idp"}},
             {"match": {"prefix": "/Secure/", "case_sensitive": False},
              "requires": {"provider_name": "idp"}},
+            {"match": {"prefix": "/grpc.health.v1.Health/", "grpc": {}}},
+            {"match": {"prefix": "/grpc.health.v1.Health/"}, "requires": {"provider_name": "idp"}},
             {"match": {"prefix": "/workloads/"}, "requires": {"provider_name": "workloads"}},
             {"match": {"prefix": "/"}},
         ],
@@ -108,7 +112,7 @@ def test_a_cors_preflight_passes_without_token_or_certificate(call, envoy, pki):
                               headers={**PREFLIGHT, "x-jwt-sub": "admin"}))
     # Still no way to inject what certbound would write upstream.
     assert "x-jwt-sub" not in seen, seen
-    stats.expect(before, {"certbound.cors_preflight_bypassed": 1})
+    stats.expect(before, {"certbound.parity.cors_preflight_bypassed": 1})
 
 
 @pytest.mark.parametrize("missing", ["origin", "access-control-request-method"])
@@ -192,6 +196,13 @@ def test_case_insensitive_prefix(call, pki, path):
     assert_passed(call(path, token=token(pki)))
 
 
+def test_a_grpc_matcher(call):
+    assert_passed(call("/grpc.health.v1.Health/", method="POST",
+                       headers={"content-type": "application/grpc"}))
+    assert_missing_token(call("/grpc.health.v1.Health/", method="POST",
+                              headers={"content-type": "application/json"}))
+
+
 # -- subjects -------------------------------------------------------------------
 
 
@@ -205,9 +216,11 @@ def test_subjects_must_match_the_sub_claim(call, envoy, pki):
                 "demo-client", None):
         t = token(pki, iss=WORKLOADS, sub=sub)
         assert_invalid_token(call("/workloads/orders/", token=t), "subject not accepted")
-    stats.expect(before, {"certbound.denied": 4, "certbound.denied.wrong_subject": 4,
-                          "certbound.provider.workloads.denied": 4},
-                 ignore=("certbound.cache_hit", "certbound.cache_miss"))
+    stats.expect(before, {"certbound.parity.denied": 4, "certbound.parity.denied.wrong_subject": 4,
+                          "certbound.parity.provider.workloads.denied": 4},
+                 ignore=("certbound.parity.cache_hit", "certbound.parity.cache_miss"))
+    # stat_prefix: nothing of this filter is counted outside certbound.parity.
+    assert all(k.startswith("certbound.parity.") for k in stats.read()), stats.read()
 
 
 # -- claim_to_headers ---------------------------------------------------------
