@@ -66,7 +66,7 @@ clean:
 	rm -rf $(CURDIR)/target $(CURDIR)/envoy/certs
 
 # ---------------------------------------------------------------------------
-# Benchmarks (benches/, BENCHMARKS.md). Slow (~25 min): never part of `make test`.
+# Benchmarks (benches/, BENCHMARKS.md). Slow (~30 min): never part of `make test`.
 #   make bench          micro-benchmarks, per-request accounting, then the Envoy
 #                       run; prints the table and updates BENCHMARKS.md
 #   make bench-envoy    only the Envoy run; a quick look:
