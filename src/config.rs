@@ -97,6 +97,10 @@ struct RawProvider {
     max_lifetime: Option<String>,
     #[serde(default)]
     subjects: Option<RawStringMatcher>,
+    /// jwt_authn's: Envoy already picks the route after a wasm filter
+    /// changes request headers, so only `true` can be honoured.
+    #[serde(default)]
+    clear_route_cache: Option<bool>,
     #[serde(default)]
     token_types: Option<Vec<String>>,
     #[serde(default)]
@@ -820,6 +824,12 @@ fn validate_provider(
         }
         Some(s) => Some(s as u64),
     };
+    if rp.clear_route_cache == Some(false) {
+        return Err(err(
+            format!("{at}.clear_route_cache"),
+            "cannot be false: Envoy picks the route again whenever a wasm filter changes request headers",
+        ));
+    }
     let subjects = rp
         .subjects
         .map(|m| route::string_matcher(&format!("{at}.subjects"), m))

@@ -1323,6 +1323,11 @@ fn config_errors_name_their_field() {
             "unknown field",
         ),
         (
+            json!({"providers": {"idp": provider(json!({"clear_route_cache": false}))}}),
+            "providers.idp.clear_route_cache",
+            "cannot be false",
+        ),
+        (
             json!({"providers": {"idp": provider(json!({"subjects": {"exact": "a", "suffix": "b"}}))}}),
             "providers.idp.subjects",
             "exactly one",

@@ -49,6 +49,7 @@ def policy() -> dict[str, Any]:
                 ],
                 "forward_payload_header": "x-jwt-payload",
                 "pad_forward_payload_header": True,
+                "clear_route_cache": True,
             },
             "workloads": {
                 "issuer": WORKLOADS,
@@ -84,6 +85,24 @@ def policy() -> dict[str, Any]:
 def envoy(fleet, echo, pki):
     cfg = harness.scenario_config(echo.port, plugin=policy())
     return fleet.start({"parity": (cfg, pki.jwks_text)})["parity"]
+
+
+TENANT_ROUTE = b"tenant route: acme"
+
+
+@pytest.fixture(scope="module")
+def routing_envoy(fleet, echo, pki):
+    """The same plugin, and a route picked by the header certbound writes
+    from the tenant claim: Envoy must pick the route after certbound has
+    written (or stripped) that header."""
+    cfg = harness.scenario_config(echo.port, plugin=policy())
+    vhost = harness._listener(cfg)["filter_chains"][0]["filters"][0]["typed_config"][
+        "route_config"]["virtual_hosts"][0]
+    vhost["routes"].insert(0, {
+        "match": {"prefix": "/", "headers": [{"name": "x-tenant", "string_match": {"exact": "acme"}}]},
+        "direct_response": {"status": 200, "body": {"inline_string": TENANT_ROUTE.decode()}},
+    })
+    return fleet.start({"parity-routing": (cfg, pki.jwks_text)})["parity-routing"]
 
 
 @pytest.fixture
@@ -231,6 +250,22 @@ def test_a_namespaced_claim_goes_upstream_by_its_whole_name(call, pki):
     seen = assert_passed(call("/api/orders/", token=t))
     assert seen["x-tenant"] == "acme", seen
     assert seen["x-org-id"] == "7", seen
+
+
+def test_routes_are_chosen_after_claim_headers_are_written(routing_envoy, echo, pki):
+    """jwt_authn's ``clear_route_cache``: here Envoy picks the route after
+    the filter has changed the request headers, so a route can depend on a
+    claim; and a client cannot pick that route by sending the header."""
+    def send_(token: str | None, headers: dict[str, str] | None = None) -> Reply:
+        return send(routing_envoy.port, echo, pki.ca, unique("/api/orders"),
+                    client=pki.client_a, token=token, headers=headers or {})
+
+    r = send_(token(pki, **{TENANT_CLAIM: "acme"}))
+    assert (r.status, r.body, r.upstream) == (200, TENANT_ROUTE, []), r
+    # Another tenant, or a forged header without the claim: the backend.
+    assert_passed(send_(token(pki, **{TENANT_CLAIM: "other"})))
+    seen = assert_passed(send_(token(pki), headers={"x-tenant": "acme"}))
+    assert "x-tenant" not in seen, seen
 
 
 # -- provider_and_audiences ---------------------------------------------------
