@@ -101,6 +101,10 @@ struct RawProvider {
     /// changes request headers, so only `true` can be honoured.
     #[serde(default)]
     clear_route_cache: Option<bool>,
+    /// jwt_authn's per-provider cache; here its sizes add up to the one
+    /// per-VM cache (`jwt_cache_size`).
+    #[serde(default)]
+    jwt_cache_config: Option<RawJwtCacheConfig>,
     #[serde(default)]
     token_types: Option<Vec<String>>,
     #[serde(default)]
@@ -178,6 +182,14 @@ struct RawHeader {
 struct RawClaimToHeader {
     claim_name: String,
     header_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwtCacheConfig {
+    /// jwt_authn's default when the block is there: 100.
+    #[serde(default)]
+    jwt_cache_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -543,16 +555,7 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
             ));
         }
     };
-    let jwt_cache_size = match raw.jwt_cache_size {
-        None => DEFAULT_JWT_CACHE_SIZE,
-        Some(n) if n <= MAX_JWT_CACHE_SIZE => n,
-        Some(_) => {
-            return Err(err(
-                "jwt_cache_size",
-                format!("must be at most {MAX_JWT_CACHE_SIZE}"),
-            ));
-        }
-    };
+    let jwt_cache_size = jwt_cache_size(&raw)?;
     let client_certificate = match raw.client_certificate {
         None => CertificateSource::default(),
         Some(c) => validate_certificate_source("client_certificate", c)?,
@@ -610,6 +613,42 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
         bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(false),
         stats_root,
     })
+}
+
+/// The per-VM token cache's size: top-level `jwt_cache_size`, or the sum
+/// of the providers' jwt_authn-style `jwt_cache_config.jwt_cache_size`
+/// (100 each when not given, as in jwt_authn), or the default.
+fn jwt_cache_size(raw: &RawConfig) -> Result<usize, ConfigError> {
+    let too_big = |field: String| err(field, format!("must be at most {MAX_JWT_CACHE_SIZE}"));
+    let per_provider: Vec<(&String, usize)> = raw
+        .providers
+        .iter()
+        .filter_map(|(name, p)| {
+            let c = p.jwt_cache_config.as_ref()?;
+            Some((name, c.jwt_cache_size.unwrap_or(100)))
+        })
+        .collect();
+    match (raw.jwt_cache_size, per_provider.as_slice()) {
+        (Some(n), []) if n <= MAX_JWT_CACHE_SIZE => Ok(n),
+        (Some(_), []) => Err(too_big("jwt_cache_size".into())),
+        (Some(_), [(name, _), ..]) => Err(err(
+            format!("providers.{name}.jwt_cache_config"),
+            "give jwt_cache_size at the top level or jwt_cache_config in providers, not both",
+        )),
+        (None, []) => Ok(DEFAULT_JWT_CACHE_SIZE),
+        (None, sizes) => {
+            let mut total = 0usize;
+            for (name, n) in sizes {
+                total = total.saturating_add(*n);
+                if total > MAX_JWT_CACHE_SIZE {
+                    return Err(too_big(format!(
+                        "providers.{name}.jwt_cache_config.jwt_cache_size"
+                    )));
+                }
+            }
+            Ok(total)
+        }
+    }
 }
 
 /// jwt_authn's `stat_prefix`: one or more dot-separated segments of

@@ -746,6 +746,46 @@ fn max_lifetime_as_a_duration() {
     assert_eq!(e.field, "providers.idp.max_lifetime");
 }
 
+/// jwt_authn's per-provider `jwt_cache_config`: the sizes add up to the
+/// one per-VM cache.
+#[test]
+fn per_provider_jwt_cache_config_sizes_the_vm_cache() {
+    let size = |cfg: serde_json::Value| policy(cfg).jwt_cache_size;
+    let two = |a: serde_json::Value, b: serde_json::Value| {
+        let mut b_provider = provider(b);
+        b_provider["issuer"] = json!("https://other.example.com");
+        json!({"providers": {"idp": provider(a), "other": b_provider}})
+    };
+    assert_eq!(size(two(json!({}), json!({}))), 1000);
+    assert_eq!(
+        size(two(
+            json!({"jwt_cache_config": {"jwt_cache_size": 300}}),
+            json!({"jwt_cache_config": {}})
+        )),
+        400
+    );
+    assert_eq!(
+        size(two(
+            json!({"jwt_cache_config": {"jwt_cache_size": 0}}),
+            json!({})
+        )),
+        0
+    );
+    let mut both = two(json!({"jwt_cache_config": {}}), json!({}));
+    both["jwt_cache_size"] = json!(10);
+    assert_eq!(config_error(both).field, "providers.idp.jwt_cache_config");
+    let e = config_error(two(
+        json!({"jwt_cache_config": {"jwt_cache_size": 60000}}),
+        json!({"jwt_cache_config": {"jwt_cache_size": 60000}}),
+    ));
+    assert_eq!(e.field, "providers.other.jwt_cache_config.jwt_cache_size");
+    let e = config_error(two(
+        json!({"jwt_cache_config": {"jwt_max_token_size": 4096}}),
+        json!({}),
+    ));
+    assert!(e.to_string().contains("unknown field"), "{e}");
+}
+
 /// A header prefix with a comma in it: splitting folded values cuts it, so
 /// such a header never yields a token, cached or not.
 #[test]

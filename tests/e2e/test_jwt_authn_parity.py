@@ -57,6 +57,8 @@ def policy() -> dict[str, Any]:
                 "local_jwks": {"environment_variable": "CERTBOUND_JWKS"},
                 "forward": True,
                 "subjects": {"safe_regex": {"regex": "spiffe://example\\.org/ns/[a-z-]+/sa/[a-z-]+"}},
+                # jwt_authn's per-provider cache block: sizes this filter's one cache.
+                "jwt_cache_config": {"jwt_cache_size": 50},
             },
         },
         "rules": [
@@ -229,7 +231,11 @@ def test_subjects_must_match_the_sub_claim(call, envoy, pki):
     stats = Stats(envoy)
     good = token(pki, iss=WORKLOADS, sub="spiffe://example.org/ns/shop/sa/checkout")
     assert_passed(call("/workloads/orders/", token=good))
-    assert_passed(call("/workloads/orders/", token=good))  # a cache hit
+    before = stats.read()
+    assert_passed(call("/workloads/orders/", token=good))
+    # A cache hit: the cache sized by jwt_cache_config is on.
+    stats.expect(before, {"certbound.parity.allowed": 1, "certbound.parity.cache_hit": 1,
+                          "certbound.parity.provider.workloads.allowed": 1})
     before = stats.read()
     for sub in ("spiffe://example.org/ns/shop/sa/checkout/x", "spiffe://evil.org/ns/shop/sa/a",
                 "demo-client", None):
