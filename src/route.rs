@@ -16,8 +16,11 @@ use crate::headers::RequestHeaders;
 /// Bounds on what a rule may ask of every request it is tried against.
 pub const MAX_REGEX_BYTES: usize = 4096;
 pub const MAX_MATCHERS: usize = 64;
-/// regex-lite's compiled-size limit for one pattern, in bytes.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// regex-lite's compiled-size limit for one pattern, in bytes. Matching is
+/// linear in the value's length times the program's size: a bound on the
+/// program bounds what one long path or header can cost (Envoy's RE2 bounds
+/// its program size the same way).
+const REGEX_SIZE_LIMIT: usize = 1 << 16;
 
 // ---------------------------------------------------------------------------
 // Raw, as written by the user.

@@ -1363,6 +1363,12 @@ fn config_errors_name_their_field() {
             "unknown field",
         ),
         (
+            json!({"providers": {"idp": provider(json!({}))},
+                   "rules": [{"match": {"safe_regex": {"regex": "(a{1,100}){1,100}"}}}]}),
+            "rules[0].match.safe_regex.regex",
+            "regular expression",
+        ),
+        (
             json!({"providers": {"idp": provider(json!({"clear_route_cache": false}))}}),
             "providers.idp.clear_route_cache",
             "cannot be false",
