@@ -596,6 +596,22 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Policy, ConfigError
     }
     output_headers.sort();
     output_headers.dedup();
+    // Rules are chosen before anything is stripped: a rule keyed on a header
+    // certbound writes (or strips) would let a client choose it by sending
+    // that header.
+    for (i, rule) in rules.iter().enumerate() {
+        for (j, h) in rule.matcher.headers.iter().enumerate() {
+            if output_headers.binary_search(&h.name).is_ok() {
+                return Err(err(
+                    format!("rules[{i}].match.headers[{j}].name"),
+                    format!(
+                        "\"{}\" is a header certbound writes or strips: a client could send it to choose this rule",
+                        h.name
+                    ),
+                ));
+            }
+        }
+    }
     let introspects = providers.iter().any(|p| p.introspection.is_some());
     let stats_root = match raw.stat_prefix {
         None => "certbound".to_string(),

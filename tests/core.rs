@@ -1369,6 +1369,14 @@ fn config_errors_name_their_field() {
             "regular expression",
         ),
         (
+            json!({"providers": {"idp": provider(json!({
+                       "claim_to_headers": [{"claim_name": "sub", "header_name": "X-Jwt-Sub"}]}))},
+                   "rules": [{"match": {"prefix": "/", "headers": [
+                       {"name": "x-jwt-sub", "present_match": true}]}}]}),
+            "rules[0].match.headers[0].name",
+            "choose this rule",
+        ),
+        (
             json!({"providers": {"idp": provider(json!({"clear_route_cache": false}))}}),
             "providers.idp.clear_route_cache",
             "cannot be false",
