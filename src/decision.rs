@@ -620,11 +620,7 @@ fn visit_tokens<'a>(
         // Envoy folds repeated headers into one value joined by ",", and a
         // JWT never holds a comma: each part is a candidate token.
         TokenSource::Header { name, prefix } => {
-            for (_, value) in req
-                .headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            {
+            for value in req.headers.values(name) {
                 // A value that, whole, is a token this VM verified and filed
                 // holds no comma (a filed token passed the b64token check),
                 // so it is one part: the cached path skips the scan for
@@ -655,11 +651,7 @@ fn visit_tokens<'a>(
             }
         }
         TokenSource::Cookie(cookie) => {
-            for (_, value) in req
-                .headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-            {
+            for value in req.headers.values("cookie") {
                 for kv in value.split(';') {
                     if let Some((k, v)) = kv.trim().split_once('=') {
                         let v = v.trim_matches('"');
@@ -878,9 +870,8 @@ fn remove_token(policy: &Policy, found: &Found<'_>, req: Request<'_>, ops: &mut 
     if !cookies.is_empty() {
         let kept: Vec<&str> = req
             .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-            .flat_map(|(_, v)| v.split(';'))
+            .values("cookie")
+            .flat_map(|v| v.split(';'))
             .map(str::trim)
             .filter(|kv| !kv.is_empty())
             .filter(|kv| {

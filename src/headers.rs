@@ -34,6 +34,14 @@ impl RequestHeaders {
         })
     }
 
+    /// The values of every header named `name` (ASCII case-insensitive),
+    /// in order: a repeated header yields each copy.
+    pub fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
     pub fn len(&self) -> usize {
         self.spans.len()
     }

@@ -259,10 +259,7 @@ impl HeaderMatcher {
     /// false` (or, inverted, `present_match: true`), unless
     /// `treat_missing_header_as_empty`.
     pub fn matches(&self, headers: &RequestHeaders) -> bool {
-        let mut values = headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(&self.name))
-            .map(|(_, v)| v);
+        let mut values = headers.values(&self.name);
         let joined;
         let value = match (values.next(), values.next()) {
             (None, _) if !self.missing_as_empty => {
@@ -362,9 +359,9 @@ impl RouteMatch {
 /// or that followed by `+` (`application/grpc+proto`) or `;`.
 fn is_grpc(headers: &RequestHeaders) -> bool {
     headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        .and_then(|(_, v)| v.strip_prefix("application/grpc"))
+        .values("content-type")
+        .next()
+        .and_then(|v| v.strip_prefix("application/grpc"))
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
 }
 

@@ -927,11 +927,7 @@ impl ClientCertificate for PeerCertificate<'_> {
 impl PeerCertificate<'_> {
     fn forwarded(&mut self, cfg: &CertificateSource, source: &Source) -> Option<Thumbprint> {
         let name = source.header()?;
-        let mut values = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v);
+        let mut values = self.headers.values(name);
         let value = values.next()?;
         if values.next().is_some() {
             // Two copies of the header: no way to tell which hop wrote which.
