@@ -1201,7 +1201,7 @@ fn duration_ms(
 }
 
 /// Header names are lowercase tokens (RFC 9110 §5.1); pseudo-headers are refused.
-fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+pub(crate) fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     let ok = !name.is_empty()
         && name
             .bytes()

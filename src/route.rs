@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, err};
+use crate::config::{ConfigError, err, header_name};
 use crate::headers::RequestHeaders;
 
 /// Bounds on what a rule may ask of every request it is tried against.
@@ -462,12 +462,12 @@ fn regex(field: &str, r: RawRegex) -> Result<Pattern, ConfigError> {
 }
 
 fn header_matcher(at: &str, h: RawHeaderMatcher) -> Result<HeaderMatcher, ConfigError> {
-    let name = h.name.to_ascii_lowercase();
-    let valid = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    let body = name.strip_prefix(':').unwrap_or(&name);
-    if body.is_empty() || !body.bytes().all(valid) {
-        return Err(err(format!("{at}.name"), "not a header name"));
-    }
+    // A pseudo-header (`:method`, `:authority`) is a header name after `:`.
+    let field = format!("{at}.name");
+    let name = match h.name.strip_prefix(':') {
+        Some(pseudo) => format!(":{}", header_name(&field, pseudo)?),
+        None => header_name(&field, &h.name)?,
+    };
     let mut tests = Vec::new();
     if let Some(s) = h.exact_match {
         tests.push(HeaderTest::Exact(s));
