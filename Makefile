@@ -16,11 +16,15 @@ VENV_STAMP  := $(VENV)/.installed
 REQUIREMENTS:= $(CURDIR)/tests/e2e/requirements.txt
 PYTEST_ARGS ?=
 
-.PHONY: all build venv test lint e2e demo clean
+.PHONY: all toolchain build venv test lint e2e demo clean
 
 all: build
 
-build:
+# A fresh machine has only the host target: every wasm build depends on this.
+toolchain:
+	rustup target add $(TARGET)
+
+build: toolchain
 	cargo build --release --target $(TARGET)
 
 # Re-installs only when requirements.txt changes (or the venv is gone).
@@ -43,8 +47,7 @@ $(INTEROP_STAMP): $(INTEROP_DIR)/package.json $(INTEROP_DIR)/package-lock.json \
 
 interop-deps: $(INTEROP_STAMP)
 
-lint:
-	rustup target add $(TARGET)
+lint: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) --lib -- -D warnings
@@ -91,7 +94,7 @@ $(OHA_STAMP):
 bench-tools: $(OHA_STAMP)
 
 # The wasm floor (w): a no-op proxy-wasm filter, its own crate.
-bench-fixture:
+bench-fixture: toolchain
 	cargo build --release --locked --target $(TARGET) \
 	  --manifest-path $(CURDIR)/benches/fixtures/noop-filter/Cargo.toml \
 	  --target-dir $(CURDIR)/target/bench-fixtures
