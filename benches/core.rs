@@ -9,7 +9,7 @@
 //!
 //! `verify/*` runs with the token cache off (capacity 0): every call checks
 //! the signature. `cache/*` times the verified-token cache (`jwt_cache_size`):
-//! a hit in a full cache (1000 entries) and `jwt::verify` answered from the
+//! a hit in a full cache (1000 entries) and `verify::verify` answered from the
 //! cache; `thumbprint/cached_hit` the peer-certificate cache keyed by the
 //! PEM text. Benchmarks named `proto/...` time an alternative that
 //! certbound does not implement: estimates for a design, not its figures.
@@ -27,13 +27,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use certbound::binding::{Thumbprint, ThumbprintCache, percent_decode, thumbprint_of_pem};
-use certbound::cache::TokenCache;
-use certbound::config::{self, Policy};
-use certbound::decision::{self, Decision, Request, Verifier};
+use certbound::decide::cache::TokenCache;
+use certbound::decide::introspect::{self, IntrospectionCache};
+use certbound::decide::verify;
+use certbound::decide::{self, Decision, Request, Verifier};
 use certbound::headers::RequestHeaders;
-use certbound::introspect::{self, IntrospectionCache};
-use certbound::jwks::{Alg, KeyRing};
-use certbound::jwt;
+use certbound::jose::jwk::{Alg, KeyRing};
+use certbound::policy::{self, Policy};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -62,7 +62,7 @@ fn config_json(v: &Value, jwks_key: &str) -> String {
 }
 
 fn policy(v: &Value) -> Policy {
-    config::parse(config_json(v, "jwks").as_bytes(), &no_env).unwrap()
+    policy::parse(config_json(v, "jwks").as_bytes(), &no_env).unwrap()
 }
 
 /// Envoy hands the certificate URL-encoded (`%0A` for newlines, ...); the
@@ -93,9 +93,9 @@ fn bench_verify(c: &mut Criterion) {
             continue;
         };
         // A broken vector must fail the bench, not time an error path.
-        jwt::verify(&policy, &keys, &mut off, token, now).unwrap();
+        verify::verify(&policy, &keys, &mut off, token, now).unwrap();
         g.bench_with_input(BenchmarkId::from_parameter(alg.name()), token, |b, t| {
-            b.iter(|| jwt::verify(&policy, &keys, &mut off, black_box(t), now).unwrap())
+            b.iter(|| verify::verify(&policy, &keys, &mut off, black_box(t), now).unwrap())
         });
     }
     g.finish();
@@ -165,9 +165,9 @@ fn bench_config(c: &mut Criterion) {
     // jwks: RSA-2048 + P-256 + P-384 + Ed25519 (4 keys, RSA imported for 6 algs).
     for (label, jwks_key) in [("4_keys", "jwks"), ("1_es256_key", "single_jwks")] {
         let text = config_json(&v, jwks_key);
-        config::parse(text.as_bytes(), &no_env).unwrap();
+        policy::parse(text.as_bytes(), &no_env).unwrap();
         g.bench_with_input(BenchmarkId::from_parameter(label), &text, |b, t| {
-            b.iter(|| config::parse(black_box(t.as_bytes()), &no_env).unwrap())
+            b.iter(|| policy::parse(black_box(t.as_bytes()), &no_env).unwrap())
         });
     }
     g.finish();
@@ -204,7 +204,7 @@ fn bench_cache(c: &mut Criterion) {
             .unwrap();
         // A full cache (1000 entries) holding this token.
         let mut cache = TokenCache::new(1000);
-        let verified = jwt::verify(&policy, &keys, &mut cache, token, now).unwrap();
+        let verified = verify::verify(&policy, &keys, &mut cache, token, now).unwrap();
         for i in 0..999u32 {
             // 999 other keys of the same length.
             let other = format!("{}{i:04}", &token[..token.len() - 4]);
@@ -220,10 +220,10 @@ fn bench_cache(c: &mut Criterion) {
             })
         });
         let hits = cache.hits;
-        jwt::verify(&policy, &keys, &mut cache, token, now).unwrap();
+        verify::verify(&policy, &keys, &mut cache, token, now).unwrap();
         assert_eq!(cache.hits, hits + 1, "verify did not hit the cache");
         g.bench_function(BenchmarkId::new("verify_hit", alg.name()), |b| {
-            b.iter(|| jwt::verify(&policy, &keys, &mut cache, black_box(token), now).unwrap())
+            b.iter(|| verify::verify(&policy, &keys, &mut cache, black_box(token), now).unwrap())
         });
     }
     g.finish();
@@ -274,7 +274,7 @@ fn bench_decide(c: &mut Criterion) {
                 introspection: &introspection,
             };
             matches!(
-                decision::decide(&policy, verifier, req, &mut cert, now),
+                decide::decide(&policy, verifier, req, &mut cert, now),
                 Decision::Allow(_)
             )
         };
@@ -289,7 +289,7 @@ fn bench_decide(c: &mut Criterion) {
                     cache: &mut off,
                     introspection: &introspection,
                 };
-                decision::decide(&policy, verifier, black_box(req), &mut cert, now)
+                decide::decide(&policy, verifier, black_box(req), &mut cert, now)
             })
         });
         // Thumbprint already known; the verification answered by the cache.
@@ -301,7 +301,7 @@ fn bench_decide(c: &mut Criterion) {
                     cache: &mut on,
                     introspection: &introspection,
                 };
-                decision::decide(&policy, verifier, black_box(req), &mut cert, now)
+                decide::decide(&policy, verifier, black_box(req), &mut cert, now)
             })
         });
     }

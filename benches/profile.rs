@@ -26,15 +26,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certbound::binding::{ThumbprintCache, thumbprint_of_pem};
-use certbound::cache::TokenCache;
-use certbound::config;
-use certbound::decision::Verifier;
-use certbound::decision::{self, Request};
-use certbound::filter::{CertboundRoot, Host, MetricKind};
+use certbound::decide::Verifier;
+use certbound::decide::cache::TokenCache;
+use certbound::decide::introspect::IntrospectionCache;
+use certbound::decide::verify;
+use certbound::decide::{self, Request};
 use certbound::headers::{RequestHeaders, encode_abi};
-use certbound::introspect::IntrospectionCache;
-use certbound::jwks::KeyRing;
-use certbound::jwt;
+use certbound::jose::jwk::KeyRing;
+use certbound::policy;
+use certbound::wasm::filter::{CertboundRoot, Host, MetricKind};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::Action;
 use serde_json::{Value, json};
@@ -356,7 +356,7 @@ fn main() {
     println!();
 
     // Allocations by stage, ES256.
-    let policy = config::parse(config_json(&v, 1000).as_bytes(), &|_: &str| None).unwrap();
+    let policy = policy::parse(config_json(&v, 1000).as_bytes(), &|_: &str| None).unwrap();
     let keys = KeyRing::for_policy(&policy);
     let introspection = IntrospectionCache::new(0);
     let mut off = TokenCache::new(0);
@@ -368,7 +368,7 @@ fn main() {
     let now = v["now"].as_i64().unwrap();
     let decide = |cache: &mut TokenCache| {
         let mut c = Some(thumb);
-        decision::decide(
+        decide::decide(
             &policy,
             Verifier {
                 keys: &keys,
@@ -393,9 +393,9 @@ fn main() {
             per_call(200, || decide(&mut on)),
         ),
         (
-            "jwt::verify, ES256, cache off",
+            "verify::verify, ES256, cache off",
             per_call(200, || {
-                jwt::verify(&policy, &keys, &mut TokenCache::new(0), &token, now).unwrap()
+                verify::verify(&policy, &keys, &mut TokenCache::new(0), &token, now).unwrap()
             }),
         ),
         (
@@ -407,9 +407,9 @@ fn main() {
             per_call(200, || certs.thumbprint_of_pem(encoded.as_bytes()).unwrap()),
         ),
         (
-            "config::parse (4-key JWKS), once per on_configure",
+            "policy::parse (4-key JWKS), once per on_configure",
             per_call(20, || {
-                config::parse(config_json(&v, 1000).as_bytes(), &|_: &str| None).unwrap()
+                policy::parse(config_json(&v, 1000).as_bytes(), &|_: &str| None).unwrap()
             }),
         ),
     ];

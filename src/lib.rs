@@ -1,35 +1,17 @@
-//! certbound: an Envoy proxy-wasm filter that enforces OAuth 2.0
-//! certificate-bound access tokens (RFC 8705).
+//! certbound: an Envoy HTTP filter that enforces sender-constrained OAuth 2.0
+//! access tokens: certificate-bound tokens (RFC 8705).
 //!
-//! The core (`config`, `jwks`, `jwt`, `binding`, `decision`, `error`) is plain
-//! Rust: it takes its inputs, `now` included, and returns typed results. All
-//! proxy-wasm glue lives in [`filter`].
+//! The core is plain Rust and knows no proxy: [`policy`] (configuration),
+//! [`jose`] (JWS, JWK and the signature verifiers), [`binding`] (thumbprints
+//! and certificate sources) and [`decide`] (the request decision) take their
+//! inputs, `now` included, and return typed results. [`host`] states what the
+//! core asks of a proxy and drives it; `wasm` adapts it to proxy-wasm.
 
 pub mod binding;
-pub mod cache;
-pub mod config;
-pub mod decision;
-pub mod ecdsa;
-pub mod eddsa;
+pub mod decide;
 pub mod error;
-pub mod filter;
-pub mod forwarded;
 pub mod headers;
-pub mod introspect;
-pub mod json;
-pub mod jwks;
-pub mod jwt;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod native_shim;
-pub mod remote;
-pub mod route;
-pub mod rsa_pkcs1;
-pub mod vm;
-
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(filter::CertboundRoot::new(filter::ProxyHost))
-    });
-}}
+pub mod host;
+pub mod jose;
+pub mod policy;
+pub mod wasm;

@@ -12,12 +12,12 @@
 mod common;
 
 use certbound::binding::{Thumbprint, peer_certificate_der, thumbprint_of_pem};
-use certbound::cache::TokenCache;
-use certbound::config;
-use certbound::decision::{Allowed, Decision, HeaderOp, Request, Verifier, decide};
+use certbound::decide::cache::TokenCache;
+use certbound::decide::introspect::IntrospectionCache;
+use certbound::decide::{Allowed, Decision, HeaderOp, Request, Verifier, decide};
 use certbound::error::AuthError;
-use certbound::introspect::IntrospectionCache;
-use certbound::jwks::{JwksError, KeyRing, KeySet};
+use certbound::jose::jwk::{JwksError, KeyRing, KeySet};
+use certbound::policy;
 use common::*;
 use serde_json::json;
 
@@ -34,7 +34,7 @@ fn bearer(t: &str) -> Vec<(String, String)> {
 }
 
 fn run(
-    policy: &config::Policy,
+    policy: &policy::Policy,
     headers: &[(String, String)],
     cert: Option<Thumbprint>,
 ) -> Decision {
@@ -44,7 +44,7 @@ fn run(
 
 /// [`run`] with the given keys and token cache.
 fn run_cached(
-    policy: &config::Policy,
+    policy: &policy::Policy,
     keys: &KeyRing,
     cache: &mut TokenCache,
     headers: &[(String, String)],
@@ -271,7 +271,7 @@ fn jwks_skips_bad_keys_and_keeps_good_ones() {
 #[test]
 fn jwks_alg_member_restricts_the_key() {
     let (set, _) = KeySet::parse(&jwks("messy_jwks")).unwrap();
-    use certbound::jwks::Alg;
+    use certbound::jose::jwk::Alg;
     assert!(set.select(Some("rs256-only"), Alg::RS256).is_ok());
     assert_eq!(
         set.select(Some("rs256-only"), Alg::PS256).err(),
@@ -638,7 +638,7 @@ fn rules_match_regex_headers_and_query_parameters() {
 
 #[test]
 fn header_matchers_follow_envoy_on_missing_repeated_and_inverted_headers() {
-    use certbound::route::{HeaderMatcher, HeaderTest, StringMatch, StringMatcher};
+    use certbound::policy::route::{HeaderMatcher, HeaderTest, StringMatch, StringMatcher};
     let headers = |pairs: &[(&str, &str)]| -> certbound::headers::RequestHeaders {
         pairs
             .iter()
@@ -688,7 +688,7 @@ fn header_matchers_follow_envoy_on_missing_repeated_and_inverted_headers() {
 
 #[test]
 fn string_matchers() {
-    use certbound::route::{StringMatch, StringMatcher};
+    use certbound::policy::route::{StringMatch, StringMatcher};
     let sm = |kind: StringMatch, ignore_case: bool| StringMatcher { kind, ignore_case };
     assert!(sm(StringMatch::Prefix("Ab".into()), true).matches("aBc"));
     assert!(!sm(StringMatch::Prefix("Ab".into()), false).matches("aBc"));
@@ -899,7 +899,7 @@ fn the_forwarded_payload_is_padded_when_asked() {
     for name in ["good_ES256", "scoped", "aud_array"] {
         let t = token(name);
         let raw = t.split('.').nth(1).unwrap();
-        let set = |p: &config::Policy| {
+        let set = |p: &policy::Policy| {
             allowed(run(p, &bearer(&t), Some(thumb("client_a"))))
                 .ops
                 .into_iter()
@@ -919,7 +919,7 @@ fn the_forwarded_payload_is_padded_when_asked() {
 
 // ------------------------------------------------------------------ rules
 
-fn rules_policy() -> config::Policy {
+fn rules_policy() -> policy::Policy {
     let mut other = provider(json!({"issuer": "https://other.example.com"}));
     other["local_jwks"] = json!({"inline_string": jwks("single_jwks")});
     policy(json!({
@@ -1188,8 +1188,8 @@ fn scopes() {
 
 // ------------------------------------------------------------------ config
 
-fn config_error(cfg: serde_json::Value) -> config::ConfigError {
-    match config::parse(cfg.to_string().as_bytes(), &no_env) {
+fn config_error(cfg: serde_json::Value) -> policy::ConfigError {
+    match policy::parse(cfg.to_string().as_bytes(), &no_env) {
         Ok(_) => panic!("accepted: {cfg}"),
         Err(e) => e,
     }
@@ -1200,10 +1200,10 @@ fn config_defaults() {
     let p = simple_policy(json!({}));
     let idp = &p.providers[0];
     assert_eq!(idp.clock_skew, 60);
-    assert_eq!(idp.binding, config::BindingMode::Required);
+    assert_eq!(idp.binding, policy::BindingMode::Required);
     assert_eq!(
         idp.sources,
-        vec![config::TokenSource::Header {
+        vec![policy::TokenSource::Header {
             name: "authorization".into(),
             prefix: "Bearer ".into()
         }]
@@ -1398,7 +1398,7 @@ fn config_errors_name_their_field() {
         assert!(e.field.starts_with(field), "{e} (wanted field {field})");
         assert!(e.to_string().contains(needle), "{e} (wanted {needle})");
     }
-    let e = config::parse(b"not json", &no_env).unwrap_err();
+    let e = policy::parse(b"not json", &no_env).unwrap_err();
     assert!(!e.message.is_empty());
 }
 
@@ -1406,7 +1406,7 @@ fn config_errors_name_their_field() {
 fn config_reads_jwks_from_the_vm_environment() {
     let env = |name: &str| (name == "JWKS").then(|| jwks("jwks"));
     let cfg = json!({"providers": {"idp": provider(json!({"local_jwks": {"environment_variable": "JWKS"}}))}});
-    let p = config::parse(cfg.to_string().as_bytes(), &env).unwrap();
+    let p = policy::parse(cfg.to_string().as_bytes(), &env).unwrap();
     assert_eq!(KeyRing::for_policy(&p).get(0).map(|k| k.len()), Some(4));
 }
 
@@ -1420,7 +1420,7 @@ fn remote_jwks_config() {
         }
     }))}, "jwt_cache_size": 10});
     let p = policy(cfg);
-    let config::JwksSource::Remote(r) = &p.providers[0].jwks else {
+    let policy::JwksSource::Remote(r) = &p.providers[0].jwks else {
         panic!("not remote")
     };
     assert_eq!(r.authority, "idp.example.com:8443");
@@ -1471,12 +1471,12 @@ fn remote_jwks_config() {
 
 #[test]
 fn token_cache_hits_only_the_exact_token() {
-    use certbound::jwt;
+    use certbound::decide::verify;
     let p = simple_policy(json!({}));
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(10);
     let t = token("good_ES256");
-    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
     // The cached token with one character of its signature changed, with a
     // byte appended, or cut short: each is verified on its own and fails.
     let last = t.chars().last().unwrap();
@@ -1488,27 +1488,27 @@ fn token_cache_hits_only_the_exact_token() {
     for other in [edited, format!("{t}A"), t[..t.len() - 1].to_string()] {
         let hits = cache.hits;
         assert!(
-            jwt::verify(&p, &keys, &mut cache, &other, now()).is_err(),
+            verify::verify(&p, &keys, &mut cache, &other, now()).is_err(),
             "{other}"
         );
         assert_eq!(cache.hits, hits, "{other} was answered from the cache");
     }
-    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
     assert_eq!(cache.hits, 1);
 }
 
 #[test]
 fn a_probe_taken_before_a_change_is_taken_again() {
-    use certbound::jwt;
+    use certbound::decide::verify;
     let p = simple_policy(json!({}));
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(1);
     let (t, u) = (token("good_ES256"), token("good_ES384"));
-    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
     let probe = cache.probe(&t);
     assert!(probe.filed());
     // `u` takes the only entry: the earlier probe of `t` no longer holds.
-    assert!(jwt::verify(&p, &keys, &mut cache, &u, now()).is_ok());
+    assert!(verify::verify(&p, &keys, &mut cache, &u, now()).is_ok());
     assert!(!cache.probe(&t).filed());
     assert!(cache.get(&probe, |p| keys.generation(p), now()).is_none());
     let probe = cache.probe(&u);
@@ -1517,32 +1517,32 @@ fn a_probe_taken_before_a_change_is_taken_again() {
 
 #[test]
 fn token_cache_skips_only_the_signature() {
-    use certbound::jwt;
+    use certbound::decide::verify;
     let p = simple_policy(json!({}));
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(2);
     let t = token("good_ES256");
-    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
     assert_eq!((cache.hits, cache.misses), (0, 1));
-    assert!(jwt::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
     assert_eq!((cache.hits, cache.misses), (1, 1));
     // Time is checked on a hit.
     assert_eq!(
-        jwt::verify(&p, &keys, &mut cache, &t, now() + 400)
+        verify::verify(&p, &keys, &mut cache, &t, now() + 400)
             .map_err(|r| r.error)
             .err(),
         Some(AuthError::Expired)
     );
     // Bounded: the oldest entry goes.
     for n in ["good_ES384", "good_EdDSA", "good_RS256"] {
-        assert!(jwt::verify(&p, &keys, &mut cache, &token(n), now()).is_ok());
+        assert!(verify::verify(&p, &keys, &mut cache, &token(n), now()).is_ok());
     }
     assert_eq!(cache.len(), 2);
     // A new key generation invalidates cached verifications.
     let mut rotated = keys.clone();
     rotated.install(0, keys.get(0).unwrap().clone(), 7);
     let misses = cache.misses;
-    assert!(jwt::verify(&p, &rotated, &mut cache, &token("good_RS256"), now()).is_ok());
+    assert!(verify::verify(&p, &rotated, &mut cache, &token("good_RS256"), now()).is_ok());
     assert_eq!(cache.misses, misses + 1);
     // The binding is still checked on a hit: same token, other certificate.
     let h = bearer(&t);

@@ -1,4 +1,4 @@
-//! The table-based ES256 and ES384 verifiers (`certbound::ecdsa`) against
+//! The table-based ES256 and ES384 verifiers (`certbound::jose::crypto::ecdsa`) against
 //! Project Wycheproof's ECDSA P-256/SHA-256 and P-384/SHA-384 vectors in the
 //! IEEE P1363 form (`r || s`, the JWS form, RFC 7518 §3.4), and
 //! differentially against the generic verifiers (the `p256` crate's ECDSA;
@@ -7,7 +7,7 @@
 #[cfg(test)]
 mod differential;
 
-use certbound::ecdsa::{Es256Key, Es384Key};
+use certbound::jose::crypto::ecdsa::{Es256Key, Es384Key};
 use differential::{Flips, split};
 use jwt_simple::prelude::*;
 use p256::AffinePoint;

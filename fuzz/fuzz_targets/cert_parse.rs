@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use certbound::binding::{
     Thumbprint, ThumbprintCache, peer_certificate_der, percent_decode, thumbprint_of_pem,
 };
-use certbound::forwarded::{
+use certbound::binding::forwarded::{
     CertificateSource, Cidr, Encoding, Source, der_of_pem, from_header, from_xfcc, hash_any,
     parse_socket_ip,
 };

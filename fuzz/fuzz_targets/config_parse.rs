@@ -8,14 +8,14 @@
 //! a few fixed requests without panicking.
 #![no_main]
 
-use certbound::cache::TokenCache;
-use certbound::config::{
+use certbound::decide::cache::TokenCache;
+use certbound::policy::{
     self, JwksSource, MAX_CLOCK_SKEW, MAX_JWT_CACHE_SIZE, MAX_MAX_TOKEN_BYTES, Requirement,
     TokenSource,
 };
-use certbound::decision::{Request, Verifier, decide};
-use certbound::introspect::IntrospectionCache;
-use certbound::jwks::KeyRing;
+use certbound::decide::{Request, Verifier, decide};
+use certbound::decide::introspect::IntrospectionCache;
+use certbound::jose::jwk::KeyRing;
 use certbound_fuzz::{env, fixtures};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,7 +31,7 @@ fn providers_exist(r: &Requirement, n: usize) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let policy = match config::parse(data, &env()) {
+    let policy = match policy::parse(data, &env()) {
         Ok(p) => p,
         Err(e) => {
             assert!(!e.message.is_empty());

@@ -35,11 +35,11 @@ use arbitrary::Arbitrary;
 use std::sync::Arc;
 
 use certbound::binding::Thumbprint;
-use certbound::cache::TokenCache;
-use certbound::config::{Policy, Requirement, RuleMatch};
-use certbound::decision::{Decision, HeaderOp, Request, Verifier, decide};
-use certbound::introspect::IntrospectionCache;
-use certbound::jwks::KeyRing;
+use certbound::decide::cache::TokenCache;
+use certbound::policy::{Policy, Requirement, RuleMatch};
+use certbound::decide::{Decision, HeaderOp, Request, Verifier, decide};
+use certbound::decide::introspect::IntrospectionCache;
+use certbound::jose::jwk::KeyRing;
 use certbound_fuzz::{Fixtures, fixtures, needs_token, values_read_by, why_not_acceptable};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

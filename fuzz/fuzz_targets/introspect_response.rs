@@ -8,7 +8,7 @@
 #![no_main]
 
 use certbound::binding::Confirmation;
-use certbound::introspect::{Introspected, parse_response};
+use certbound::decide::introspect::{Introspected, parse_response};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use certbound::cache::TokenCache;
-use certbound::jwt::{self, Rejection, VerifiedToken};
+use certbound::decide::cache::TokenCache;
+use certbound::decide::verify::{self, Rejection, VerifiedToken};
 use certbound_fuzz::{fixtures, verify_uncached};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -39,8 +39,8 @@ fuzz_target!(|data: &[u8]| {
     for vp in &f.verify_policies {
         let plain = verify_uncached(&vp.policy, &vp.keys, &token, f.now);
         let mut cache = TokenCache::new(4);
-        let miss = jwt::verify(&vp.policy, &vp.keys, &mut cache, &token, f.now);
-        let hit = jwt::verify(&vp.policy, &vp.keys, &mut cache, &token, f.now);
+        let miss = verify::verify(&vp.policy, &vp.keys, &mut cache, &token, f.now);
+        let hit = verify::verify(&vp.policy, &vp.keys, &mut cache, &token, f.now);
         assert!(
             same(&plain, &miss),
             "cache miss differs: {plain:?} {miss:?}"

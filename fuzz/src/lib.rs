@@ -10,11 +10,11 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use certbound::binding::{Thumbprint, thumbprint_of_pem};
-use certbound::cache::TokenCache;
-use certbound::config::{self, BindingMode, Policy, Provider, Requirement, TokenSource};
-use certbound::json::parse_object;
-use certbound::jwks::{KeyRing, KeySet};
-use certbound::jwt::{self, Rejection, VerifiedToken};
+use certbound::decide::cache::TokenCache;
+use certbound::policy::{self, BindingMode, Policy, Provider, Requirement, TokenSource};
+use certbound::jose::json::parse_object;
+use certbound::jose::jwk::{KeyRing, KeySet};
+use certbound::decide::verify::{self, Rejection, VerifiedToken};
 use serde_json::{Map, Value, json};
 
 /// Vector tokens whose signature is not a signature by a vectors key over
@@ -130,25 +130,25 @@ pub fn vectors() -> &'static Value {
     })
 }
 
-/// `config::Environment` for the fuzz targets: every variable name resolves
+/// `policy::Environment` for the fuzz targets: every variable name resolves
 /// to the vectors' JWKS.
 pub fn env() -> impl Fn(&str) -> Option<String> {
     env_jwks
 }
 
 fn parse_policy(cfg: &Value) -> Policy {
-    config::parse(cfg.to_string().as_bytes(), &env())
+    policy::parse(cfg.to_string().as_bytes(), &env())
         .unwrap_or_else(|e| panic!("fixture policy refused: {e}\n{cfg}"))
 }
 
-/// `jwt::verify` with the given keys and no cache.
+/// `verify::verify` with the given keys and no cache.
 pub fn verify_uncached(
     policy: &Policy,
     keys: &KeyRing,
     token: &str,
     now: i64,
 ) -> Result<Arc<VerifiedToken>, Rejection> {
-    jwt::verify(policy, keys, &mut TokenCache::new(0), token, now)
+    verify::verify(policy, keys, &mut TokenCache::new(0), token, now)
 }
 
 fn build() -> Fixtures {

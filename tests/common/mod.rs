@@ -4,11 +4,11 @@
 #![allow(dead_code)]
 
 use certbound::binding::{Thumbprint, thumbprint_of_pem};
-use certbound::cache::TokenCache;
-use certbound::config::{self, Policy};
+use certbound::decide::cache::TokenCache;
+use certbound::decide::verify::{self, VerifiedToken};
 use certbound::error::AuthError;
-use certbound::jwks::KeyRing;
-use certbound::jwt::{self, VerifiedToken};
+use certbound::jose::jwk::KeyRing;
+use certbound::policy::{self, Policy};
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 
@@ -64,7 +64,7 @@ pub fn no_env(_: &str) -> Option<String> {
 }
 
 pub fn policy(cfg: Value) -> Policy {
-    config::parse(cfg.to_string().as_bytes(), &no_env).unwrap()
+    policy::parse(cfg.to_string().as_bytes(), &no_env).unwrap()
 }
 
 pub fn simple_policy(extra: Value) -> Policy {
@@ -79,5 +79,5 @@ pub fn verify_with(
 ) -> Result<std::sync::Arc<VerifiedToken>, AuthError> {
     let keys = KeyRing::for_policy(p);
     let mut cache = TokenCache::new(0);
-    jwt::verify(p, &keys, &mut cache, t, now).map_err(|r| r.error)
+    verify::verify(p, &keys, &mut cache, t, now).map_err(|r| r.error)
 }

@@ -1,6 +1,8 @@
 //! RFC 8705 certificate binding: the client certificate's SHA-256
 //! thumbprint, and its comparison with the token's `cnf.x5t#S256`.
 
+pub mod forwarded;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};

@@ -14,8 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::RemoteJwks;
-use crate::jwks::{JwksError, KeySet, MAX_JWKS_BYTES, SkippedKey};
+use crate::jose::jwk::{JwksError, KeySet, MAX_JWKS_BYTES, SkippedKey};
+use crate::policy::RemoteJwks;
 
 /// The first retry after a failure, and the cap of the exponential backoff.
 pub const BACKOFF_BASE_MS: u64 = 500;

@@ -2,14 +2,16 @@
 //! unknown fields denied, then validated into the typed [`Policy`] that the
 //! request path uses. Every error names the field path it is about.
 
+pub mod route;
+
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::forwarded::{CertificateSource, Cidr, Encoding, Source};
+use crate::binding::forwarded::{CertificateSource, Cidr, Encoding, Source};
 use crate::headers::RequestHeaders;
-use crate::jwks::{Alg, KeySet, SkippedKey};
-use crate::route::{self, RawMatch, RawStringMatcher, RouteMatch, StringMatcher};
+use crate::jose::jwk::{Alg, KeySet, SkippedKey};
+use route::{RawMatch, RawStringMatcher, RouteMatch, StringMatcher};
 
 /// Upper bound on the configuration document, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;

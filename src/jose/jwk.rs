@@ -12,10 +12,10 @@ use jwt_simple::prelude::*;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::ecdsa::{Es256Key, Es384Key};
-use crate::eddsa::Ed25519Key;
 use crate::error::AuthError;
-use crate::rsa_pkcs1::{Hash, RsaKey};
+use crate::jose::crypto::ecdsa::{Es256Key, Es384Key};
+use crate::jose::crypto::eddsa::Ed25519Key;
+use crate::jose::crypto::rsa::{Hash, RsaKey};
 
 /// Upper bound on the JWKS document, in bytes.
 pub const MAX_JWKS_BYTES: usize = 512 * 1024;
@@ -416,15 +416,15 @@ struct KeySlot {
 
 impl KeyRing {
     /// Local key sets are in force at once; remote ones once fetched.
-    pub fn for_policy(policy: &crate::config::Policy) -> KeyRing {
+    pub fn for_policy(policy: &crate::policy::Policy) -> KeyRing {
         KeyRing {
             slots: policy
                 .providers
                 .iter()
                 .map(|p| KeySlot {
                     keys: match &p.jwks {
-                        crate::config::JwksSource::Local { keys, .. } => Some(Arc::clone(keys)),
-                        crate::config::JwksSource::Remote(_) | crate::config::JwksSource::None => {
+                        crate::policy::JwksSource::Local { keys, .. } => Some(Arc::clone(keys)),
+                        crate::policy::JwksSource::Remote(_) | crate::policy::JwksSource::None => {
                             None
                         }
                     },

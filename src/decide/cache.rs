@@ -21,8 +21,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
-use crate::config::MAX_CLOCK_SKEW;
-use crate::jwt::VerifiedToken;
+use crate::decide::verify::VerifiedToken;
+use crate::policy::MAX_CLOCK_SKEW;
 
 pub type TokenDigest = [u8; 32];
 

@@ -11,9 +11,8 @@ use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::config;
-use crate::vm::log_skipped_keys;
-pub use crate::vm::{Host, MetricKind, Step, Vm};
+use crate::host::runtime::log_skipped_keys;
+pub use crate::host::runtime::{Host, MetricKind, Step, Vm};
 
 /// The root context: parses and validates the configuration.
 pub struct CertboundRoot<H: Host> {
@@ -66,10 +65,10 @@ impl<H: Host + 'static> RootContext for CertboundRoot<H> {
             return false;
         };
         let env = |name: &str| host.env_var(name);
-        match config::parse(&bytes, &env) {
+        match crate::policy::parse(&bytes, &env) {
             Ok(policy) => {
                 for p in &policy.providers {
-                    if let config::JwksSource::Local { skipped, .. } = &p.jwks {
+                    if let crate::policy::JwksSource::Local { skipped, .. } = &p.jwks {
                         log_skipped_keys(host, &p.name, skipped);
                     }
                     if p.audiences.is_empty() {
@@ -191,7 +190,7 @@ pub struct ProxyHost;
 mod proxy_host {
     use super::ProxyHost;
     use crate::headers::RequestHeaders;
-    use crate::vm::{Host, MetricKind};
+    use crate::host::runtime::{Host, MetricKind};
     use proxy_wasm::hostcalls as hc;
     use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
     use std::time::{Duration, SystemTime};
@@ -201,7 +200,7 @@ mod proxy_host {
             hc::get_buffer(
                 BufferType::PluginConfiguration,
                 0,
-                crate::config::MAX_CONFIG_BYTES + 1,
+                crate::policy::MAX_CONFIG_BYTES + 1,
             )
             .ok()
             .flatten()
@@ -268,7 +267,7 @@ mod proxy_host {
                         .find(|(k, _)| k == ":status")
                         .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
                 });
-            let max = body_size.min(crate::jwks::MAX_JWKS_BYTES + 1);
+            let max = body_size.min(crate::jose::jwk::MAX_JWKS_BYTES + 1);
             // (introspection responses are bounded further by their parser)
             let body = hc::get_buffer(BufferType::HttpCallResponseBody, 0, max)
                 .ok()

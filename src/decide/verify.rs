@@ -13,15 +13,15 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 use crate::binding::Confirmation;
-use crate::cache::{Probe, TokenCache};
-use crate::config::{Policy, Provider, normalize_media_type};
+use crate::decide::cache::{Probe, TokenCache};
 use crate::error::AuthError;
-use crate::json::parse_object;
-use crate::jwks::{Alg, KeyRing};
+use crate::jose::json::parse_object;
+use crate::jose::jwk::{Alg, KeyRing};
+use crate::policy::{Policy, Provider, normalize_media_type};
 
 /// A token whose signature and claims verified for one provider. The
 /// certificate binding is checked separately, against the request's client
-/// certificate (see [`crate::decision`]).
+/// certificate (see [`crate::decide`]).
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
     /// Index into [`Policy::providers`].
@@ -533,7 +533,7 @@ mod tests {
             "remote_jwks": {"http_uri": {"uri": "https://idp.example.com/jwks", "cluster": "idp", "timeout": "1s"}},
             "subjects": {"prefix": "spiffe://example.org/"}
         }}});
-        let policy = match crate::config::parse(cfg.to_string().as_bytes(), &|_: &str| None) {
+        let policy = match crate::policy::parse(cfg.to_string().as_bytes(), &|_: &str| None) {
             Ok(p) => p,
             Err(e) => panic!("{e}"),
         };

@@ -9,16 +9,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::binding::forwarded::{self, CertificateSource, Source};
 use crate::binding::{Thumbprint, ThumbprintCache, thumbprint_of_pem};
-use crate::cache::{TokenCache, TokenDigest, token_digest};
-use crate::config::{JwksSource, Policy, RemoteJwks};
-use crate::decision::{self, ClientCertificate, Decision, HeaderOp, Request, Verifier};
+use crate::decide::cache::{TokenCache, TokenDigest, token_digest};
+use crate::decide::introspect::{self, IntrospectionCache};
+use crate::decide::{self, ClientCertificate, Decision, HeaderOp, Request, Verifier};
 use crate::error::AuthError;
-use crate::forwarded::{self, CertificateSource, Source};
 use crate::headers::RequestHeaders;
-use crate::introspect::{self, IntrospectionCache};
-use crate::jwks::{KeyRing, KeySet, SkippedKey};
-use crate::remote::{self, FetchState, SharedJwks};
+use crate::host::jwks_fetch::{self, FetchState, SharedJwks};
+use crate::jose::jwk::{KeyRing, KeySet, SkippedKey};
+use crate::policy::{JwksSource, Policy, RemoteJwks};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -259,7 +259,7 @@ impl Vm {
             .iter()
             .map(|p| match &p.jwks {
                 JwksSource::Remote(cfg) => {
-                    let (jwks_key, state_key) = remote::shared_keys(cfg);
+                    let (jwks_key, state_key) = jwks_fetch::shared_keys(cfg);
                     // Create the fetch-state entry, so that leases are CAS'd.
                     if host.shared_data(&state_key).0.is_none() {
                         host.set_shared_data(&state_key, &FetchState::default().encode(), None);
@@ -379,7 +379,7 @@ impl Vm {
         let mut synced = false;
         let (hits, misses) = (self.cache.hits, self.cache.misses);
         loop {
-            let decision = decision::decide(
+            let decision = decide::decide(
                 &self.policy,
                 Verifier {
                     keys: &self.keys,
@@ -703,7 +703,7 @@ impl Vm {
         if let Some(slot) = self.slot_mut(provider) {
             slot.refetch_requested = false;
         }
-        let headers = remote::request_headers(&cfg);
+        let headers = jwks_fetch::request_headers(&cfg);
         match host.dispatch_http_call(
             &cfg.cluster,
             &headers,
@@ -756,7 +756,7 @@ impl Vm {
         };
         let now_ms = now_ms(host).unwrap_or(0);
         let (status, body) = host.http_call_response(body_size);
-        match remote::parse_response(status.as_deref(), body.as_deref()) {
+        match jwks_fetch::parse_response(status.as_deref(), body.as_deref()) {
             Ok((text, keys, skipped)) => {
                 let name = self.provider_name(provider).to_string();
                 log_skipped_keys(host, &name, &skipped);

@@ -8,9 +8,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
-use crate::cache::{BoundedMap, TokenDigest};
-use crate::config::Introspection;
-use crate::json::parse_object;
+use crate::decide::cache::{BoundedMap, TokenDigest};
+use crate::jose::json::parse_object;
+use crate::policy::Introspection;
 
 /// Upper bound on an introspection response body, in bytes.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;

@@ -5,22 +5,26 @@
 //! Pure: the request facts, the client certificate and `now` come in; a
 //! [`Decision`] comes out. The proxy-wasm glue applies it.
 
+pub mod cache;
+pub mod introspect;
+pub mod verify;
+
 use serde_json::Value;
 
 use std::cell::Cell;
 use std::sync::Arc;
 
+use crate::binding::forwarded::CertificateSource;
 use crate::binding::{Confirmation, Thumbprint};
-use crate::cache::{Probe, TokenCache, token_digest};
-use crate::config::{
+use crate::error::AuthError;
+use crate::headers::RequestHeaders;
+use crate::jose::jwk::KeyRing;
+use crate::policy::{
     BindingMode, Policy, Provider, Requirement, RuleMatch, TokenFormat, TokenSource,
 };
-use crate::error::AuthError;
-use crate::forwarded::CertificateSource;
-use crate::headers::RequestHeaders;
-use crate::introspect::{self, Introspected, IntrospectionCache};
-use crate::jwks::KeyRing;
-use crate::jwt::{self, Audiences, Rejection, VerifiedToken};
+use cache::{Probe, TokenCache, token_digest};
+use introspect::{Introspected, IntrospectionCache};
+use verify::{Audiences, Rejection, VerifiedToken};
 
 /// Upper bound on a header value or `:path` the decision will read.
 pub const MAX_HEADER_VALUE_BYTES: usize = 64 * 1024;
@@ -400,7 +404,7 @@ fn check_token(
 ) -> Result<Accepted, Rejection> {
     // The size cap comes before anything reads the token, on every path:
     // routing to introspection decodes a JWS's payload.
-    jwt::check_size(policy, found.token())?;
+    verify::check_size(policy, found.token())?;
     let token = match introspection_route(policy, found.token()) {
         Some(p) => introspected(
             policy,
@@ -410,7 +414,7 @@ fn check_token(
             now,
             audiences,
         )?,
-        None => jwt::verify_probed(
+        None => verify::verify_probed(
             policy,
             verifier.keys,
             verifier.cache,
@@ -453,7 +457,7 @@ fn introspection_route(policy: &Policy, token: &str) -> Option<usize> {
     {
         return None;
     }
-    let iss = jwt::unverified_issuer(token)?;
+    let iss = verify::unverified_issuer(token)?;
     let p = policy.provider_by_issuer(&iss)?;
     policy
         .providers
@@ -490,7 +494,7 @@ fn introspected(
                 Some(_) => return Err(routed(AuthError::WrongIssuer)),
             }
             let audiences = audiences.of(index, provider);
-            let times = jwt::check_claims(provider, audiences, claims, now).map_err(routed)?;
+            let times = verify::check_claims(provider, audiences, claims, now).map_err(routed)?;
             Ok(Arc::new(VerifiedToken::new(
                 index,
                 claims.clone(),

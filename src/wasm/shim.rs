@@ -1,7 +1,7 @@
 //! The native-test shim: the proxy-wasm ABI imports, defined for native
 //! builds only, so that `cargo test` links the filter's contexts. The
 //! SDK's trait default methods reference every import; the tests drive the
-//! contexts through [`crate::filter::Host`] and a fake, so none of these is
+//! contexts through [`crate::wasm::filter::Host`] and a fake, so none of these is
 //! ever called. If one were, it reports a host failure, like a broken host.
 //!
 //! The list mirrors the `extern "C"` block of proxy-wasm 0.2's `hostcalls.rs`.
