@@ -91,7 +91,7 @@ END = "<!-- bench:end -->"
 @dataclass(frozen=True)
 class Variant:
     key: str  # file/stat-safe id
-    label: str  # as in the issue
+    label: str  # as in BENCHMARKS.md: a, b, b′, w, c, d, e
     title: str
 
 
@@ -1090,7 +1090,7 @@ the cost of one request, and the figure least disturbed by other load.
 counters for (b), certbound's for (c)–(e)).
 
 {tables}
-### Targets of issue 9
+### Targets
 
 {targets_section(cells, plan, algs, runs, counted)}
 {CALLGRIND_NOTE if counted else ""}Envoy counters at the end of the run (cache hits prove the cache was used):
