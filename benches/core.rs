@@ -26,14 +26,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use certbound::binding::{Thumbprint, ThumbprintCache, percent_decode, thumbprint_of_pem};
-use certbound::decide::cache::TokenCache;
-use certbound::decide::introspect::{self, IntrospectionCache};
-use certbound::decide::verify;
-use certbound::decide::{self, Decision, Request, Verifier};
-use certbound::headers::RequestHeaders;
-use certbound::jose::jwk::{Alg, KeyRing};
-use certbound::policy::{self, Policy};
+use certbound::IntrospectionCache;
+use certbound::Policy;
+use certbound::RequestHeaders;
+use certbound::TokenCache;
+use certbound::{Alg, KeyRing};
+use certbound::{Decision, Request, Verifier};
+use certbound::{Thumbprint, ThumbprintCache, percent_decode, thumbprint_of_pem};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -62,7 +61,7 @@ fn config_json(v: &Value, jwks_key: &str) -> String {
 }
 
 fn policy(v: &Value) -> Policy {
-    policy::parse(config_json(v, "jwks").as_bytes(), &no_env).unwrap()
+    certbound::parse(config_json(v, "jwks").as_bytes(), &no_env).unwrap()
 }
 
 /// Envoy hands the certificate URL-encoded (`%0A` for newlines, ...); the
@@ -93,9 +92,27 @@ fn bench_verify(c: &mut Criterion) {
             continue;
         };
         // A broken vector must fail the bench, not time an error path.
-        verify::verify(&policy, &keys, &mut off, token, now).unwrap();
+        certbound::verify_cached(
+            &policy,
+            &keys,
+            &mut off,
+            token,
+            now,
+            certbound::Audiences::OfProvider,
+        )
+        .unwrap();
         g.bench_with_input(BenchmarkId::from_parameter(alg.name()), token, |b, t| {
-            b.iter(|| verify::verify(&policy, &keys, &mut off, black_box(t), now).unwrap())
+            b.iter(|| {
+                certbound::verify_cached(
+                    &policy,
+                    &keys,
+                    &mut off,
+                    black_box(t),
+                    now,
+                    certbound::Audiences::OfProvider,
+                )
+                .unwrap()
+            })
         });
     }
     g.finish();
@@ -165,9 +182,9 @@ fn bench_config(c: &mut Criterion) {
     // jwks: RSA-2048 + P-256 + P-384 + Ed25519 (4 keys, RSA imported for 6 algs).
     for (label, jwks_key) in [("4_keys", "jwks"), ("1_es256_key", "single_jwks")] {
         let text = config_json(&v, jwks_key);
-        policy::parse(text.as_bytes(), &no_env).unwrap();
+        certbound::parse(text.as_bytes(), &no_env).unwrap();
         g.bench_with_input(BenchmarkId::from_parameter(label), &text, |b, t| {
-            b.iter(|| policy::parse(black_box(t.as_bytes()), &no_env).unwrap())
+            b.iter(|| certbound::parse(black_box(t.as_bytes()), &no_env).unwrap())
         });
     }
     g.finish();
@@ -184,16 +201,17 @@ fn bench_cache(c: &mut Criterion) {
     g.bench_function("provider_by_issuer", |b| {
         b.iter(|| policy.provider_by_issuer(black_box(iss)).unwrap())
     });
-    let set = keys.get(0).unwrap();
+    let id = policy.each_provider().next().unwrap().0;
+    let set = keys.get(id).unwrap();
     g.bench_function("key_by_kid/es256", |b| {
         b.iter(|| set.select(black_box(Some("es256")), Alg::ES256).unwrap())
     });
     // Run on every request to route opaque tokens to introspection, also
     // when no provider has introspection: base64 + JSON of the JWS header.
     let token = v["tokens"]["good_ES256"].as_str().unwrap();
-    assert!(introspect::looks_like_jwt(token));
+    assert!(certbound::looks_like_jwt(token));
     g.bench_function("looks_like_jwt/es256", |b| {
-        b.iter(|| introspect::looks_like_jwt(black_box(token)))
+        b.iter(|| certbound::looks_like_jwt(black_box(token)))
     });
     g.finish();
 
@@ -204,26 +222,52 @@ fn bench_cache(c: &mut Criterion) {
             .unwrap();
         // A full cache (1000 entries) holding this token.
         let mut cache = TokenCache::new(1000);
-        let verified = verify::verify(&policy, &keys, &mut cache, token, now).unwrap();
+        let verified = certbound::verify_cached(
+            &policy,
+            &keys,
+            &mut cache,
+            token,
+            now,
+            certbound::Audiences::OfProvider,
+        )
+        .unwrap();
         for i in 0..999u32 {
             // 999 other keys of the same length.
             let other = format!("{}{i:04}", &token[..token.len() - 4]);
-            let probe = cache.probe(&other);
-            cache.insert(&probe, verified.clone(), keys.generation(0));
+            cache.insert(&other, verified.clone(), keys.generation(id));
         }
-        assert!(cache.probe(token).filed());
-        // A lookup: the probe (hash and compare) and the freshness checks.
+        assert!(cache.get(token, |p| keys.generation(p), now).is_some());
+        // A lookup: the slot (hash and compare) and the freshness checks.
         g.bench_function(BenchmarkId::new("get_hit", alg.name()), |b| {
             b.iter(|| {
-                let probe = cache.probe(black_box(token));
-                cache.get(&probe, |p| keys.generation(p), now).unwrap()
+                cache
+                    .get(black_box(token), |p| keys.generation(p), now)
+                    .unwrap()
             })
         });
         let hits = cache.hits;
-        verify::verify(&policy, &keys, &mut cache, token, now).unwrap();
+        certbound::verify_cached(
+            &policy,
+            &keys,
+            &mut cache,
+            token,
+            now,
+            certbound::Audiences::OfProvider,
+        )
+        .unwrap();
         assert_eq!(cache.hits, hits + 1, "verify did not hit the cache");
         g.bench_function(BenchmarkId::new("verify_hit", alg.name()), |b| {
-            b.iter(|| verify::verify(&policy, &keys, &mut cache, black_box(token), now).unwrap())
+            b.iter(|| {
+                certbound::verify_cached(
+                    &policy,
+                    &keys,
+                    &mut cache,
+                    black_box(token),
+                    now,
+                    certbound::Audiences::OfProvider,
+                )
+                .unwrap()
+            })
         });
     }
     g.finish();
@@ -274,7 +318,7 @@ fn bench_decide(c: &mut Criterion) {
                 introspection: &introspection,
             };
             matches!(
-                decide::decide(&policy, verifier, req, &mut cert, now),
+                certbound::decide(&policy, verifier, req, &mut cert, now),
                 Decision::Allow(_)
             )
         };
@@ -289,7 +333,7 @@ fn bench_decide(c: &mut Criterion) {
                     cache: &mut off,
                     introspection: &introspection,
                 };
-                decide::decide(&policy, verifier, black_box(req), &mut cert, now)
+                certbound::decide(&policy, verifier, black_box(req), &mut cert, now)
             })
         });
         // Thumbprint already known; the verification answered by the cache.
@@ -301,7 +345,7 @@ fn bench_decide(c: &mut Criterion) {
                     cache: &mut on,
                     introspection: &introspection,
                 };
-                decide::decide(&policy, verifier, black_box(req), &mut cert, now)
+                certbound::decide(&policy, verifier, black_box(req), &mut cert, now)
             })
         });
     }

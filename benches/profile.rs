@@ -25,16 +25,14 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use certbound::binding::{ThumbprintCache, thumbprint_of_pem};
-use certbound::decide::Verifier;
-use certbound::decide::cache::TokenCache;
-use certbound::decide::introspect::IntrospectionCache;
-use certbound::decide::verify;
-use certbound::decide::{self, Request};
-use certbound::headers::{RequestHeaders, encode_abi};
-use certbound::jose::jwk::KeyRing;
-use certbound::policy;
-use certbound::wasm::filter::{CertboundRoot, Host, MetricKind};
+use certbound::IntrospectionCache;
+use certbound::KeyRing;
+use certbound::Request;
+use certbound::TokenCache;
+use certbound::Verifier;
+use certbound::{CertboundRoot, Host, MetricKind};
+use certbound::{RequestHeaders, encode_abi};
+use certbound::{ThumbprintCache, thumbprint_of_pem};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::Action;
 use serde_json::{Value, json};
@@ -356,7 +354,7 @@ fn main() {
     println!();
 
     // Allocations by stage, ES256.
-    let policy = policy::parse(config_json(&v, 1000).as_bytes(), &|_: &str| None).unwrap();
+    let policy = certbound::parse(config_json(&v, 1000).as_bytes(), &|_: &str| None).unwrap();
     let keys = KeyRing::for_policy(&policy);
     let introspection = IntrospectionCache::new(0);
     let mut off = TokenCache::new(0);
@@ -368,7 +366,7 @@ fn main() {
     let now = v["now"].as_i64().unwrap();
     let decide = |cache: &mut TokenCache| {
         let mut c = Some(thumb);
-        decide::decide(
+        certbound::decide(
             &policy,
             Verifier {
                 keys: &keys,
@@ -395,7 +393,15 @@ fn main() {
         (
             "verify::verify, ES256, cache off",
             per_call(200, || {
-                verify::verify(&policy, &keys, &mut TokenCache::new(0), &token, now).unwrap()
+                certbound::verify_cached(
+                    &policy,
+                    &keys,
+                    &mut TokenCache::new(0),
+                    &token,
+                    now,
+                    certbound::Audiences::OfProvider,
+                )
+                .unwrap()
             }),
         ),
         (
@@ -407,9 +413,9 @@ fn main() {
             per_call(200, || certs.thumbprint_of_pem(encoded.as_bytes()).unwrap()),
         ),
         (
-            "policy::parse (4-key JWKS), once per on_configure",
+            "certbound::parse (4-key JWKS), once per on_configure",
             per_call(20, || {
-                policy::parse(config_json(&v, 1000).as_bytes(), &|_: &str| None).unwrap()
+                certbound::parse(config_json(&v, 1000).as_bytes(), &|_: &str| None).unwrap()
             }),
         ),
     ];

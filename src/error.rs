@@ -71,8 +71,6 @@ pub enum AuthError {
     InactiveToken,
     /// The introspection endpoint failed: down, slow, an error or garbage.
     IntrospectionFailed,
-    /// Internal: the token must be introspected before a decision.
-    IntrospectionPending,
     /// The host failed us (for example, no clock). Fails closed.
     Internal,
 }
@@ -115,9 +113,7 @@ impl AuthError {
             AuthError::InsufficientScope { .. } => "insufficient_scope",
             AuthError::KeysUnavailable => "keys_unavailable",
             AuthError::InactiveToken => "inactive",
-            AuthError::IntrospectionFailed | AuthError::IntrospectionPending => {
-                "introspection_failed"
-            }
+            AuthError::IntrospectionFailed => "introspection_failed",
             AuthError::Internal => "internal",
         }
     }
@@ -174,9 +170,7 @@ impl AuthError {
             AuthError::InsufficientScope { .. } => "insufficient scope",
             AuthError::KeysUnavailable => "signing keys unavailable",
             AuthError::InactiveToken => "token is not active",
-            AuthError::IntrospectionFailed | AuthError::IntrospectionPending => {
-                "token introspection failed"
-            }
+            AuthError::IntrospectionFailed => "token introspection failed",
             AuthError::Internal => "internal error",
         }
     }
@@ -333,7 +327,6 @@ mod tests {
             AuthError::KeysUnavailable,
             AuthError::InactiveToken,
             AuthError::IntrospectionFailed,
-            AuthError::IntrospectionPending,
             AuthError::Internal,
         ];
         for e in all {

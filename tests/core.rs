@@ -11,13 +11,12 @@
 
 mod common;
 
-use certbound::binding::{Thumbprint, peer_certificate_der, thumbprint_of_pem};
-use certbound::decide::cache::TokenCache;
-use certbound::decide::introspect::IntrospectionCache;
-use certbound::decide::{Allowed, Decision, HeaderOp, Request, Verifier, decide};
-use certbound::error::AuthError;
-use certbound::jose::jwk::{JwksError, KeyRing, KeySet};
-use certbound::policy;
+use certbound::AuthError;
+use certbound::IntrospectionCache;
+use certbound::TokenCache;
+use certbound::{Allowed, Decision, HeaderOp, Request, Verifier, decide};
+use certbound::{JwksError, KeyRing, KeySet};
+use certbound::{Thumbprint, peer_certificate_der, thumbprint_of_pem};
 use common::*;
 use serde_json::json;
 
@@ -34,7 +33,7 @@ fn bearer(t: &str) -> Vec<(String, String)> {
 }
 
 fn run(
-    policy: &policy::Policy,
+    policy: &certbound::Policy,
     headers: &[(String, String)],
     cert: Option<Thumbprint>,
 ) -> Decision {
@@ -44,7 +43,7 @@ fn run(
 
 /// [`run`] with the given keys and token cache.
 fn run_cached(
-    policy: &policy::Policy,
+    policy: &certbound::Policy,
     keys: &KeyRing,
     cache: &mut TokenCache,
     headers: &[(String, String)],
@@ -271,7 +270,7 @@ fn jwks_skips_bad_keys_and_keeps_good_ones() {
 #[test]
 fn jwks_alg_member_restricts_the_key() {
     let (set, _) = KeySet::parse(&jwks("messy_jwks")).unwrap();
-    use certbound::jose::jwk::Alg;
+    use certbound::Alg;
     assert!(set.select(Some("rs256-only"), Alg::RS256).is_ok());
     assert_eq!(
         set.select(Some("rs256-only"), Alg::PS256).err(),
@@ -346,7 +345,7 @@ fn bound_token_with_its_certificate_is_allowed() {
         &bearer(&token("good_ES256")),
         Some(thumb("client_a")),
     ));
-    assert_eq!(a.provider, Some(0));
+    assert_eq!(a.provider, Some(first_id(&p)));
 }
 
 #[test]
@@ -638,8 +637,8 @@ fn rules_match_regex_headers_and_query_parameters() {
 
 #[test]
 fn header_matchers_follow_envoy_on_missing_repeated_and_inverted_headers() {
-    use certbound::policy::route::{HeaderMatcher, HeaderTest, StringMatch, StringMatcher};
-    let headers = |pairs: &[(&str, &str)]| -> certbound::headers::RequestHeaders {
+    use certbound::{HeaderMatcher, HeaderTest, StringMatch, StringMatcher};
+    let headers = |pairs: &[(&str, &str)]| -> certbound::RequestHeaders {
         pairs
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -688,7 +687,7 @@ fn header_matchers_follow_envoy_on_missing_repeated_and_inverted_headers() {
 
 #[test]
 fn string_matchers() {
-    use certbound::policy::route::{StringMatch, StringMatcher};
+    use certbound::{StringMatch, StringMatcher};
     let sm = |kind: StringMatch, ignore_case: bool| StringMatcher { kind, ignore_case };
     assert!(sm(StringMatch::Prefix("Ab".into()), true).matches("aBc"));
     assert!(!sm(StringMatch::Prefix("Ab".into()), false).matches("aBc"));
@@ -899,7 +898,7 @@ fn the_forwarded_payload_is_padded_when_asked() {
     for name in ["good_ES256", "scoped", "aud_array"] {
         let t = token(name);
         let raw = t.split('.').nth(1).unwrap();
-        let set = |p: &policy::Policy| {
+        let set = |p: &certbound::Policy| {
             allowed(run(p, &bearer(&t), Some(thumb("client_a"))))
                 .ops
                 .into_iter()
@@ -919,7 +918,7 @@ fn the_forwarded_payload_is_padded_when_asked() {
 
 // ------------------------------------------------------------------ rules
 
-fn rules_policy() -> policy::Policy {
+fn rules_policy() -> certbound::Policy {
     let mut other = provider(json!({"issuer": "https://other.example.com"}));
     other["local_jwks"] = json!({"inline_string": jwks("single_jwks")});
     policy(json!({
@@ -1188,8 +1187,8 @@ fn scopes() {
 
 // ------------------------------------------------------------------ config
 
-fn config_error(cfg: serde_json::Value) -> policy::ConfigError {
-    match policy::parse(cfg.to_string().as_bytes(), &no_env) {
+fn config_error(cfg: serde_json::Value) -> certbound::ConfigError {
+    match certbound::parse(cfg.to_string().as_bytes(), &no_env) {
         Ok(_) => panic!("accepted: {cfg}"),
         Err(e) => e,
     }
@@ -1200,10 +1199,10 @@ fn config_defaults() {
     let p = simple_policy(json!({}));
     let idp = &p.providers[0];
     assert_eq!(idp.clock_skew, 60);
-    assert_eq!(idp.binding, policy::BindingMode::Required);
+    assert_eq!(idp.binding, certbound::BindingMode::Required);
     assert_eq!(
         idp.sources,
-        vec![policy::TokenSource::Header {
+        vec![certbound::TokenSource::Header {
             name: "authorization".into(),
             prefix: "Bearer ".into()
         }]
@@ -1398,7 +1397,7 @@ fn config_errors_name_their_field() {
         assert!(e.field.starts_with(field), "{e} (wanted field {field})");
         assert!(e.to_string().contains(needle), "{e} (wanted {needle})");
     }
-    let e = policy::parse(b"not json", &no_env).unwrap_err();
+    let e = certbound::parse(b"not json", &no_env).unwrap_err();
     assert!(!e.message.is_empty());
 }
 
@@ -1406,8 +1405,11 @@ fn config_errors_name_their_field() {
 fn config_reads_jwks_from_the_vm_environment() {
     let env = |name: &str| (name == "JWKS").then(|| jwks("jwks"));
     let cfg = json!({"providers": {"idp": provider(json!({"local_jwks": {"environment_variable": "JWKS"}}))}});
-    let p = policy::parse(cfg.to_string().as_bytes(), &env).unwrap();
-    assert_eq!(KeyRing::for_policy(&p).get(0).map(|k| k.len()), Some(4));
+    let p = certbound::parse(cfg.to_string().as_bytes(), &env).unwrap();
+    assert_eq!(
+        KeyRing::for_policy(&p).get(first_id(&p)).map(|k| k.len()),
+        Some(4)
+    );
 }
 
 #[test]
@@ -1420,7 +1422,7 @@ fn remote_jwks_config() {
         }
     }))}, "jwt_cache_size": 10});
     let p = policy(cfg);
-    let policy::JwksSource::Remote(r) = &p.providers[0].jwks else {
+    let certbound::JwksSource::Remote(r) = &p.providers[0].jwks else {
         panic!("not remote")
     };
     assert_eq!(r.authority, "idp.example.com:8443");
@@ -1430,7 +1432,7 @@ fn remote_jwks_config() {
     assert_eq!(r.min_refetch_interval_ms, 30_000);
     assert_eq!(p.jwt_cache_size, 10);
     // No keys until fetched.
-    assert!(KeyRing::for_policy(&p).get(0).is_none());
+    assert!(KeyRing::for_policy(&p).get(first_id(&p)).is_none());
     assert_eq!(
         verify_with(&p, &token("good_ES256"), now()).err(),
         Some(AuthError::KeysUnavailable)
@@ -1471,12 +1473,21 @@ fn remote_jwks_config() {
 
 #[test]
 fn token_cache_hits_only_the_exact_token() {
-    use certbound::decide::verify;
     let p = simple_policy(json!({}));
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(10);
     let t = token("good_ES256");
-    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert!(
+        certbound::verify_cached(
+            &p,
+            &keys,
+            &mut cache,
+            &t,
+            now(),
+            certbound::Audiences::OfProvider
+        )
+        .is_ok()
+    );
     // The cached token with one character of its signature changed, with a
     // byte appended, or cut short: each is verified on its own and fails.
     let last = t.chars().last().unwrap();
@@ -1488,61 +1499,142 @@ fn token_cache_hits_only_the_exact_token() {
     for other in [edited, format!("{t}A"), t[..t.len() - 1].to_string()] {
         let hits = cache.hits;
         assert!(
-            verify::verify(&p, &keys, &mut cache, &other, now()).is_err(),
+            certbound::verify_cached(
+                &p,
+                &keys,
+                &mut cache,
+                &other,
+                now(),
+                certbound::Audiences::OfProvider
+            )
+            .is_err(),
             "{other}"
         );
         assert_eq!(cache.hits, hits, "{other} was answered from the cache");
     }
-    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert!(
+        certbound::verify_cached(
+            &p,
+            &keys,
+            &mut cache,
+            &t,
+            now(),
+            certbound::Audiences::OfProvider
+        )
+        .is_ok()
+    );
     assert_eq!(cache.hits, 1);
 }
 
 #[test]
-fn a_probe_taken_before_a_change_is_taken_again() {
-    use certbound::decide::verify;
+fn a_one_entry_cache_keeps_the_latest_token() {
     let p = simple_policy(json!({}));
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(1);
     let (t, u) = (token("good_ES256"), token("good_ES384"));
-    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
-    let probe = cache.probe(&t);
-    assert!(probe.filed());
-    // `u` takes the only entry: the earlier probe of `t` no longer holds.
-    assert!(verify::verify(&p, &keys, &mut cache, &u, now()).is_ok());
-    assert!(!cache.probe(&t).filed());
-    assert!(cache.get(&probe, |p| keys.generation(p), now()).is_none());
-    let probe = cache.probe(&u);
-    assert!(cache.get(&probe, |p| keys.generation(p), now()).is_some());
+    assert!(
+        certbound::verify_cached(
+            &p,
+            &keys,
+            &mut cache,
+            &t,
+            now(),
+            certbound::Audiences::OfProvider
+        )
+        .is_ok()
+    );
+    assert!(cache.get(&t, |p| keys.generation(p), now()).is_some());
+    // `u` takes the only entry.
+    assert!(
+        certbound::verify_cached(
+            &p,
+            &keys,
+            &mut cache,
+            &u,
+            now(),
+            certbound::Audiences::OfProvider
+        )
+        .is_ok()
+    );
+    assert!(cache.get(&t, |p| keys.generation(p), now()).is_none());
+    assert!(cache.get(&u, |p| keys.generation(p), now()).is_some());
 }
 
 #[test]
 fn token_cache_skips_only_the_signature() {
-    use certbound::decide::verify;
     let p = simple_policy(json!({}));
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(2);
     let t = token("good_ES256");
-    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert!(
+        certbound::verify_cached(
+            &p,
+            &keys,
+            &mut cache,
+            &t,
+            now(),
+            certbound::Audiences::OfProvider
+        )
+        .is_ok()
+    );
     assert_eq!((cache.hits, cache.misses), (0, 1));
-    assert!(verify::verify(&p, &keys, &mut cache, &t, now()).is_ok());
+    assert!(
+        certbound::verify_cached(
+            &p,
+            &keys,
+            &mut cache,
+            &t,
+            now(),
+            certbound::Audiences::OfProvider
+        )
+        .is_ok()
+    );
     assert_eq!((cache.hits, cache.misses), (1, 1));
     // Time is checked on a hit.
     assert_eq!(
-        verify::verify(&p, &keys, &mut cache, &t, now() + 400)
-            .map_err(|r| r.error)
-            .err(),
+        certbound::verify_cached(
+            &p,
+            &keys,
+            &mut cache,
+            &t,
+            now() + 400,
+            certbound::Audiences::OfProvider
+        )
+        .map_err(|r| r.error)
+        .err(),
         Some(AuthError::Expired)
     );
     // Bounded: the oldest entry goes.
     for n in ["good_ES384", "good_EdDSA", "good_RS256"] {
-        assert!(verify::verify(&p, &keys, &mut cache, &token(n), now()).is_ok());
+        assert!(
+            certbound::verify_cached(
+                &p,
+                &keys,
+                &mut cache,
+                &token(n),
+                now(),
+                certbound::Audiences::OfProvider
+            )
+            .is_ok()
+        );
     }
     assert_eq!(cache.len(), 2);
     // A new key generation invalidates cached verifications.
     let mut rotated = keys.clone();
-    rotated.install(0, keys.get(0).unwrap().clone(), 7);
+    let idp = p.provider_id("idp").unwrap();
+    rotated.install(idp, keys.get(idp).unwrap().clone(), 7);
     let misses = cache.misses;
-    assert!(verify::verify(&p, &rotated, &mut cache, &token("good_RS256"), now()).is_ok());
+    assert!(
+        certbound::verify_cached(
+            &p,
+            &rotated,
+            &mut cache,
+            &token("good_RS256"),
+            now(),
+            certbound::Audiences::OfProvider
+        )
+        .is_ok()
+    );
     assert_eq!(cache.misses, misses + 1);
     // The binding is still checked on a hit: same token, other certificate.
     let h = bearer(&t);

@@ -7,7 +7,7 @@
 #[cfg(test)]
 mod differential;
 
-use certbound::jose::crypto::ecdsa::{Es256Key, Es384Key};
+use certbound::{Es256Key, Es384Key};
 use differential::{Flips, split};
 use jwt_simple::prelude::*;
 use p256::AffinePoint;

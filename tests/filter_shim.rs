@@ -13,8 +13,8 @@
 
 mod common;
 
-use certbound::headers::RequestHeaders;
-use certbound::wasm::filter::{CertboundRoot, Host, MetricKind};
+use certbound::RequestHeaders;
+use certbound::{CertboundRoot, Host, MetricKind};
 use common::*;
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::Action;
@@ -1143,8 +1143,8 @@ fn forwarded_config_errors() {
         ),
         (json!({"source": "tls"}), "client_certificate.source"),
     ] {
-        let e = certbound::policy::parse(forwarded_config(src).to_string().as_bytes(), &no_env)
-            .unwrap_err();
+        let e =
+            certbound::parse(forwarded_config(src).to_string().as_bytes(), &no_env).unwrap_err();
         assert_eq!(e.field, field, "{e}");
     }
 }
@@ -1366,7 +1366,7 @@ fn introspection_config_errors() {
             .contains("providers.idp.introspection.client_secret.environment_variable")
     );
     let cfg = json!({"providers": {"idp": provider(json!({"token_format": "opaque"}))}});
-    let e = certbound::policy::parse(cfg.to_string().as_bytes(), &no_env).unwrap_err();
+    let e = certbound::parse(cfg.to_string().as_bytes(), &no_env).unwrap_err();
     assert_eq!(e.field, "providers.idp.introspection");
 }
 

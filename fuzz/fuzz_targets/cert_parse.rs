@@ -2,7 +2,7 @@
 //! thumbprint: `peer_certificate_der`, `thumbprint_of_pem`, `percent_decode`,
 //! `Thumbprint::from_hex`, `Thumbprint::from_x5t_s256` and the
 //! `ThumbprintCache`; and what reads certificates forwarded by a proxy
-//! (`forwarded::from_header` in every encoding, `from_xfcc`, `hash_any`,
+//! (`certbound::thumbprint_from_header` in every encoding, `from_xfcc`, `hash_any`,
 //! `der_of_pem`) and its trust boundary (`Cidr`, `parse_socket_ip`,
 //! `CertificateSource::trusts`). The bytes are also tried as DER wrapped in
 //! a PEM envelope, so that the fuzzer mutates certificates directly rather
@@ -22,12 +22,12 @@ use base64::engine::general_purpose::STANDARD;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use certbound::binding::{
-    Thumbprint, ThumbprintCache, peer_certificate_der, percent_decode, thumbprint_of_pem,
+use certbound::{
+    CertificateSource, Cidr, Encoding, Source, der_of_pem, hash_any, parse_socket_ip,
+    thumbprint_from_header as from_header, thumbprint_from_xfcc as from_xfcc,
 };
-use certbound::binding::forwarded::{
-    CertificateSource, Cidr, Encoding, Source, der_of_pem, from_header, from_xfcc, hash_any,
-    parse_socket_ip,
+use certbound::{
+    Thumbprint, ThumbprintCache, peer_certificate_der, percent_decode, thumbprint_of_pem,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -109,7 +109,7 @@ fuzz_target!(|data: &[u8]| {
     // Forwarded certificates.
     let pem_der = der_of_pem(&text);
     let forwarded_pem = from_header(&text, Encoding::Pem);
-    let in_bounds = text.len() <= certbound::binding::MAX_CERT_BYTES;
+    let in_bounds = text.len() <= certbound::MAX_CERT_BYTES;
     if in_bounds {
         assert_eq!(forwarded_pem, pem_der.as_deref().map(Thumbprint::of_der));
     }

@@ -8,14 +8,10 @@
 //! a few fixed requests without panicking.
 #![no_main]
 
-use certbound::decide::cache::TokenCache;
-use certbound::policy::{
-    self, JwksSource, MAX_CLOCK_SKEW, MAX_JWT_CACHE_SIZE, MAX_MAX_TOKEN_BYTES, Requirement,
-    TokenSource,
+use certbound::{
+    IntrospectionCache, JwksSource, KeyRing, MAX_CLOCK_SKEW, MAX_JWT_CACHE_SIZE,
+    MAX_MAX_TOKEN_BYTES, Request, Requirement, TokenCache, TokenSource, Verifier, decide,
 };
-use certbound::decide::{Request, Verifier, decide};
-use certbound::decide::introspect::IntrospectionCache;
-use certbound::jose::jwk::KeyRing;
 use certbound_fuzz::{env, fixtures};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,7 +27,7 @@ fn providers_exist(r: &Requirement, n: usize) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let policy = match policy::parse(data, &env()) {
+    let policy = match certbound::parse(data, &env()) {
         Ok(p) => p,
         Err(e) => {
             assert!(!e.message.is_empty());
@@ -43,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(n > 0);
     assert!((256..=MAX_MAX_TOKEN_BYTES).contains(&policy.max_token_bytes));
     assert!(policy.jwt_cache_size <= MAX_JWT_CACHE_SIZE);
-    for (i, p) in policy.providers.iter().enumerate() {
+    for (i, p) in policy.each_provider() {
         assert_eq!(policy.provider_by_issuer(&p.issuer), Some(i));
         assert!(!p.issuer.is_empty() && !p.name.is_empty());
         if let JwksSource::Local { keys, .. } = &p.jwks {

@@ -7,12 +7,19 @@
 //! `x5t#S256` it accepts is 43 base64url characters of a SHA-256 value.
 #![no_main]
 
-use certbound::binding::Confirmation;
-use certbound::decide::introspect::{Introspected, parse_response};
+use certbound::Confirmation;
+use certbound::{Introspected, parse_introspection as parse_response};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-const STATUSES: [Option<&str>; 6] = [Some("200"), Some("200 "), Some("201"), Some("500"), Some(""), None];
+const STATUSES: [Option<&str>; 6] = [
+    Some("200"),
+    Some("200 "),
+    Some("201"),
+    Some("500"),
+    Some(""),
+    None,
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, body)) = data.split_first() else {
@@ -26,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
         None => {}
         Some(Introspected::Active(claims)) => {
             assert_eq!(status, Some("200"));
-            assert_eq!(active, Some(&Value::Bool(true)), "active without `active: true`");
+            assert_eq!(
+                active,
+                Some(&Value::Bool(true)),
+                "active without `active: true`"
+            );
             assert_eq!(claims.get("active"), Some(&Value::Bool(true)));
             if let Confirmation::X5tS256(t) = Confirmation::of_claims(&claims) {
                 let x5t = claims["cnf"]["x5t#S256"].as_str().unwrap();
@@ -36,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
         }
         Some(Introspected::Inactive) => {
             assert_eq!(status, Some("200"));
-            assert_eq!(active, Some(&Value::Bool(false)), "inactive without `active: false`");
+            assert_eq!(
+                active,
+                Some(&Value::Bool(false)),
+                "inactive without `active: false`"
+            );
         }
     }
 });

@@ -5,7 +5,7 @@
 //! selection on the result never panics.
 #![no_main]
 
-use certbound::jose::jwk::{Alg, JwksError, KeySet, MAX_KEYS};
+use certbound::{Alg, JwksError, KeySet, MAX_KEYS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use certbound::decide::cache::TokenCache;
-use certbound::decide::verify::{self, Rejection, VerifiedToken};
+use certbound::TokenCache;
+use certbound::{Rejection, VerifiedToken};
 use certbound_fuzz::{fixtures, verify_uncached};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -39,8 +39,22 @@ fuzz_target!(|data: &[u8]| {
     for vp in &f.verify_policies {
         let plain = verify_uncached(&vp.policy, &vp.keys, &token, f.now);
         let mut cache = TokenCache::new(4);
-        let miss = verify::verify(&vp.policy, &vp.keys, &mut cache, &token, f.now);
-        let hit = verify::verify(&vp.policy, &vp.keys, &mut cache, &token, f.now);
+        let miss = certbound::verify_cached(
+            &vp.policy,
+            &vp.keys,
+            &mut cache,
+            &token,
+            f.now,
+            certbound::Audiences::OfProvider,
+        );
+        let hit = certbound::verify_cached(
+            &vp.policy,
+            &vp.keys,
+            &mut cache,
+            &token,
+            f.now,
+            certbound::Audiences::OfProvider,
+        );
         assert!(
             same(&plain, &miss),
             "cache miss differs: {plain:?} {miss:?}"
@@ -54,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
             "WRONG ACCEPT: policy {} accepted a token that is not a vector token: {token:?}",
             vp.name
         );
-        let provider = &vp.policy.providers[v.provider];
+        let provider = vp.policy.provider(v.provider);
         assert_eq!(
             v.claims.get("iss").and_then(Value::as_str),
             Some(provider.issuer.as_str())

@@ -9,12 +9,12 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use certbound::binding::{Thumbprint, thumbprint_of_pem};
-use certbound::decide::cache::TokenCache;
-use certbound::policy::{self, BindingMode, Policy, Provider, Requirement, TokenSource};
-use certbound::jose::json::parse_object;
-use certbound::jose::jwk::{KeyRing, KeySet};
-use certbound::decide::verify::{self, Rejection, VerifiedToken};
+use certbound::TokenCache;
+use certbound::parse_object;
+use certbound::{BindingMode, Policy, Provider, Requirement, TokenSource};
+use certbound::{KeyRing, KeySet};
+use certbound::{Rejection, VerifiedToken};
+use certbound::{Thumbprint, thumbprint_of_pem};
 use serde_json::{Map, Value, json};
 
 /// Vector tokens whose signature is not a signature by a vectors key over
@@ -130,14 +130,14 @@ pub fn vectors() -> &'static Value {
     })
 }
 
-/// `policy::Environment` for the fuzz targets: every variable name resolves
+/// `certbound::Environment` for the fuzz targets: every variable name resolves
 /// to the vectors' JWKS.
 pub fn env() -> impl Fn(&str) -> Option<String> {
     env_jwks
 }
 
 fn parse_policy(cfg: &Value) -> Policy {
-    policy::parse(cfg.to_string().as_bytes(), &env())
+    certbound::parse(cfg.to_string().as_bytes(), &env())
         .unwrap_or_else(|e| panic!("fixture policy refused: {e}\n{cfg}"))
 }
 
@@ -148,7 +148,14 @@ pub fn verify_uncached(
     token: &str,
     now: i64,
 ) -> Result<Arc<VerifiedToken>, Rejection> {
-    verify::verify(policy, keys, &mut TokenCache::new(0), token, now)
+    certbound::verify_cached(
+        policy,
+        keys,
+        &mut TokenCache::new(0),
+        token,
+        now,
+        certbound::Audiences::OfProvider,
+    )
 }
 
 fn build() -> Fixtures {

@@ -11,18 +11,20 @@
 //! whole token is compared on a hit, so no hash collision can ever stand in
 //! for a verification; and only verified tokens are ever inserted, so
 //! nobody who lacks the issuer's key can choose the slots the map holds.
-//! Until issue 9 the key was the token's SHA-256; on the hot path that hash
-//! was most of a cached request's cost in wasm, which has no SHA
-//! instructions (BENCHMARKS.md). The introspection cache still keys by
-//! SHA-256 ([`token_digest`]).
+//! A keyed mix rather than SHA-256 because wasm has no SHA instructions
+//! and a cached request would spend most of its time hashing. The
+//! introspection cache keys by SHA-256 ([`token_digest`]).
 
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
-use crate::decide::verify::VerifiedToken;
-use crate::policy::MAX_CLOCK_SKEW;
+use crate::decide::claims::{Audiences, check_cached_claims};
+use crate::decide::keys::KeyRing;
+use crate::decide::token::{Rejection, VerifiedToken};
+use crate::decide::verify::{check_size, verify};
+use crate::policy::{MAX_CLOCK_SKEW, Policy, ProviderId};
 
 pub type TokenDigest = [u8; 32];
 
@@ -124,38 +126,8 @@ pub struct TokenCache {
     seed: u64,
     /// By [`TokenCache::slot`]: one entry per slot.
     entries: BoundedMap<u64, Entry, BuildHasherDefault<SlotHasher>>,
-    /// Bumped whenever an entry is filed or dropped: a [`Probe`] taken
-    /// before then is taken again.
-    version: u64,
     pub hits: u64,
     pub misses: u64,
-}
-
-/// What the cache knows of one token: the slot it is filed under, and
-/// whether exactly these bytes are filed there. Taken once per request
-/// ([`TokenCache::probe`]) and used for the lookup and, on a miss, the
-/// insertion, so the token is hashed and compared once. It holds the
-/// token, so it cannot be used for another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Probe<'t> {
-    token: &'t str,
-    slot: u64,
-    filed: bool,
-    version: u64,
-}
-
-impl<'t> Probe<'t> {
-    /// Exactly this token was verified by this VM and is still filed
-    /// (perhaps expired, or under keys since replaced: [`TokenCache::get`]
-    /// decides that).
-    pub fn filed(&self) -> bool {
-        self.filed
-    }
-
-    /// The token probed.
-    pub fn token(&self) -> &'t str {
-        self.token
-    }
 }
 
 impl Default for TokenCache {
@@ -170,7 +142,6 @@ impl TokenCache {
             // std's per-process random keys (the host's `random_get` in wasm).
             seed: RandomState::new().hash_one(0x6365_7274_626f_756e_u64),
             entries: BoundedMap::new(capacity),
-            version: 0,
             hits: 0,
             misses: 0,
         }
@@ -184,51 +155,24 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
-    /// Where `token` is filed, and whether it is there.
-    pub fn probe<'t>(&self, token: &'t str) -> Probe<'t> {
-        if self.entries.capacity == 0 {
-            return Probe {
-                token,
-                slot: 0,
-                filed: false,
-                version: self.version,
-            };
-        }
-        let slot = self.slot(token);
-        let filed = self
-            .entries
-            .get(&slot)
-            .is_some_and(|e| same_bytes(e.key.as_bytes(), token.as_bytes()));
-        Probe {
-            token,
-            slot,
-            filed,
-            version: self.version,
-        }
-    }
-
-    /// The verification of exactly the probed token, if it is cached, has
-    /// not expired (with the largest allowed skew; the caller checks time
-    /// with the provider's own) and its provider's keys are still those of
+    /// The verification of exactly `token`, if it is cached, has not
+    /// expired (with the largest allowed skew; the caller checks time with
+    /// the provider's own) and its provider's keys are still those of
     /// `generation_of`. A stale entry is dropped.
     pub fn get(
         &mut self,
-        probe: &Probe<'_>,
-        generation_of: impl Fn(usize) -> u64,
+        token: &str,
+        generation_of: impl Fn(ProviderId) -> u64,
         now: i64,
     ) -> Option<Arc<VerifiedToken>> {
         if self.entries.capacity == 0 {
             return None;
         }
-        let probe = if probe.version == self.version {
-            *probe
-        } else {
-            self.probe(probe.token)
-        };
-        let fresh = probe
-            .filed
-            .then(|| self.entries.get(&probe.slot))
-            .flatten()
+        let slot = self.slot(token);
+        let fresh = self
+            .entries
+            .get(&slot)
+            .filter(|e| same_bytes(e.key.as_bytes(), token.as_bytes()))
             .map(|e| {
                 let expired = e.token.expires_at().is_some_and(|exp| {
                     i128::from(now) >= i128::from(exp) + i128::from(MAX_CLOCK_SKEW)
@@ -242,8 +186,7 @@ impl TokenCache {
                 Some(token)
             }
             Some(None) => {
-                self.entries.remove(&probe.slot);
-                self.version += 1;
+                self.entries.remove(&slot);
                 self.misses += 1;
                 None
             }
@@ -258,11 +201,10 @@ impl TokenCache {
     /// and its last 32 bytes. A JWS ends in its signature, which differs
     /// between any two tokens an issuer signs and which nobody without the
     /// issuer's key can choose, so this spreads entries as well as hashing
-    /// the whole token would, at a fraction of the cost (four multiplies;
-    /// it was a SipHash, then SipHash again inside the map). Correctness
-    /// does not rest on it: the whole token is compared on a hit, and only
-    /// verified tokens are inserted, so two tokens with the same slot only
-    /// evict each other.
+    /// the whole token would, for four multiplies. Correctness does not
+    /// rest on it: the whole token is compared on a hit, and only verified
+    /// tokens are inserted, so two tokens with the same slot only evict
+    /// each other.
     fn slot(&self, token: &str) -> u64 {
         let bytes = token.as_bytes();
         let tail = bytes.get(bytes.len().saturating_sub(32)..).unwrap_or(bytes);
@@ -282,22 +224,49 @@ impl TokenCache {
         mix(a, b ^ self.seed)
     }
 
-    /// Files the probed token's verification (its slot depends on nothing
-    /// but the token).
-    pub fn insert(&mut self, probe: &Probe<'_>, verified: Arc<VerifiedToken>, generation: u64) {
+    /// Files `token`'s verification, made under key set `generation`.
+    pub fn insert(&mut self, token: &str, verified: Arc<VerifiedToken>, generation: u64) {
         if self.entries.capacity == 0 {
             return;
         }
         self.entries.insert(
-            probe.slot,
+            self.slot(token),
             Entry {
-                key: probe.token.into(),
+                key: token.into(),
                 token: verified,
                 generation,
             },
         );
-        self.version += 1;
     }
+}
+
+/// `token` verified with `keys` against the provider its `iss` names. A
+/// verification cached for the same key set skips the signature; the
+/// claims are always checked against `now` and `audiences`. A new
+/// verification is filed.
+pub fn verify_cached(
+    policy: &Policy,
+    keys: &KeyRing,
+    cache: &mut TokenCache,
+    token: &str,
+    now: i64,
+    audiences: Audiences<'_>,
+) -> Result<Arc<VerifiedToken>, Rejection> {
+    check_size(policy, token)?;
+    if let Some(hit) = cache.get(token, |p| keys.generation(p), now) {
+        let id = hit.provider;
+        let provider = policy.provider(id);
+        check_cached_claims(provider, audiences.of(id, provider), &hit, now)
+            .map_err(Rejection::routed(id))?;
+        return Ok(hit);
+    }
+    let verified = Arc::new(verify(policy, keys, token, now, audiences)?);
+    cache.insert(
+        token,
+        Arc::clone(&verified),
+        keys.generation(verified.provider),
+    );
+    Ok(verified)
 }
 
 /// The folded 128-bit product of `a` and `b` (with a constant, so neither

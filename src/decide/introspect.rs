@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::decide::cache::{BoundedMap, TokenDigest};
 use crate::jose::json::parse_object;
-use crate::policy::Introspection;
+use crate::policy::{Introspection, ProviderId};
 
 /// Upper bound on an introspection response body, in bytes.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -107,7 +107,7 @@ pub fn looks_like_jwt(token: &str) -> bool {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    provider: usize,
+    provider: ProviderId,
     result: Introspected,
     /// Unix seconds, inclusive.
     valid_until: i64,
@@ -128,7 +128,12 @@ impl IntrospectionCache {
         }
     }
 
-    pub fn get(&self, digest: &TokenDigest, provider: usize, now: i64) -> Option<&Introspected> {
+    pub fn get(
+        &self,
+        digest: &TokenDigest,
+        provider: ProviderId,
+        now: i64,
+    ) -> Option<&Introspected> {
         self.entries
             .get(digest)
             .filter(|e| e.provider == provider && now <= e.valid_until)
@@ -138,7 +143,7 @@ impl IntrospectionCache {
     pub fn insert(
         &mut self,
         digest: TokenDigest,
-        provider: usize,
+        provider: ProviderId,
         result: Introspected,
         cache_duration_s: i64,
         now: i64,
@@ -173,6 +178,7 @@ impl IntrospectionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::ProviderId;
 
     #[test]
     fn client_secret_basic_encodes_first() {
@@ -222,21 +228,33 @@ mod tests {
             m.insert("exp".into(), Value::from(exp));
             Introspected::Active(m)
         };
-        c.insert([1; 32], 0, active(1_000), 60, 900);
-        assert!(c.get(&[1; 32], 0, 960).is_some());
-        assert!(c.get(&[1; 32], 0, 961).is_none(), "cache_duration");
-        assert!(c.get(&[1; 32], 1, 900).is_none(), "other provider");
-        c.insert([2; 32], 0, active(905), 60, 900);
-        assert!(c.get(&[2; 32], 0, 906).is_none(), "exp");
-        c.insert([4; 32], 0, active(800), 60, 900);
+        c.insert([1; 32], ProviderId::new(0), active(1_000), 60, 900);
+        assert!(c.get(&[1; 32], ProviderId::new(0), 960).is_some());
         assert!(
-            c.get(&[4; 32], 0, 900).is_some(),
+            c.get(&[1; 32], ProviderId::new(0), 961).is_none(),
+            "cache_duration"
+        );
+        assert!(
+            c.get(&[1; 32], ProviderId::new(1), 900).is_none(),
+            "other provider"
+        );
+        c.insert([2; 32], ProviderId::new(0), active(905), 60, 900);
+        assert!(c.get(&[2; 32], ProviderId::new(0), 906).is_none(), "exp");
+        c.insert([4; 32], ProviderId::new(0), active(800), 60, 900);
+        assert!(
+            c.get(&[4; 32], ProviderId::new(0), 900).is_some(),
             "usable by the decision that asked"
         );
-        assert!(c.get(&[4; 32], 0, 901).is_none());
-        c.insert([3; 32], 0, Introspected::Inactive, 60, 900);
+        assert!(c.get(&[4; 32], ProviderId::new(0), 901).is_none());
+        c.insert([3; 32], ProviderId::new(0), Introspected::Inactive, 60, 900);
         assert_eq!(c.len(), 2);
-        assert!(c.get(&[2; 32], 0, 900).is_none(), "evicted");
-        assert_eq!(c.get(&[3; 32], 0, 900), Some(&Introspected::Inactive));
+        assert!(
+            c.get(&[2; 32], ProviderId::new(0), 900).is_none(),
+            "evicted"
+        );
+        assert_eq!(
+            c.get(&[3; 32], ProviderId::new(0), 900),
+            Some(&Introspected::Inactive)
+        );
     }
 }

@@ -206,6 +206,20 @@ pub fn parse_response(
     Ok((text.to_string(), keys, skipped))
 }
 
+/// A `remote_jwks` provider's view of the shared key set.
+#[derive(Debug)]
+pub struct RemoteSlot {
+    pub cfg: RemoteJwks,
+    pub jwks_key: String,
+    pub state_key: String,
+    /// The shared sequence number installed in this VM's key ring.
+    pub seq: u64,
+    /// CAS of the shared entry last read, to skip re-parsing it.
+    pub seen_cas: Option<u32>,
+    pub fetched_at_ms: Option<u64>,
+    pub refetch_requested: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

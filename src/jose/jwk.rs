@@ -10,7 +10,6 @@
 use jwt_simple::JWTError;
 use jwt_simple::prelude::*;
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use crate::error::AuthError;
 use crate::jose::crypto::ecdsa::{Es256Key, Es384Key};
@@ -88,130 +87,108 @@ impl Alg {
     }
 }
 
-/// A public key bound to exactly one algorithm (RFC 8725 §3.1).
+/// The key material of a [`VerifyingKey`], one kind per verifier.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum VerifyingKey {
-    RS256(RsaKey),
-    RS384(RsaKey),
-    RS512(RsaKey),
-    PS256(RsaKey),
-    PS384(RsaKey),
-    PS512(RsaKey),
-    ES256(Es256Key),
-    ES384(Es384Key),
-    EdDSA(Ed25519Key),
+pub enum PublicKey {
+    Rsa(RsaKey),
+    P256(Es256Key),
+    P384(Es384Key),
     Ed25519(Ed25519Key),
 }
 
+/// A public key bound to exactly one algorithm (RFC 8725 §3.1).
+#[derive(Debug, Clone)]
+pub struct VerifyingKey {
+    alg: Alg,
+    key: PublicKey,
+}
+
 impl VerifyingKey {
+    /// `key` for `alg`, or `None` when the key cannot make that signature.
+    pub fn new(alg: Alg, key: PublicKey) -> Option<VerifyingKey> {
+        let fits = matches!(
+            (alg, &key),
+            (
+                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512,
+                PublicKey::Rsa(_)
+            ) | (Alg::ES256, PublicKey::P256(_))
+                | (Alg::ES384, PublicKey::P384(_))
+                | (Alg::EdDSA | Alg::Ed25519, PublicKey::Ed25519(_))
+        );
+        fits.then_some(VerifyingKey { alg, key })
+    }
+
     fn from_jwk(alg: Alg, jwk: &str) -> Result<VerifyingKey, jwt_simple::Error> {
-        Ok(match alg {
-            Alg::RS256 => {
-                VerifyingKey::RS256(rsa_key(RS256PublicKey::from_jwk(jwk)?.to_components())?)
-            }
-            Alg::RS384 => {
-                VerifyingKey::RS384(rsa_key(RS384PublicKey::from_jwk(jwk)?.to_components())?)
-            }
-            Alg::RS512 => {
-                VerifyingKey::RS512(rsa_key(RS512PublicKey::from_jwk(jwk)?.to_components())?)
-            }
-            Alg::PS256 => {
-                VerifyingKey::PS256(rsa_key(PS256PublicKey::from_jwk(jwk)?.to_components())?)
-            }
-            Alg::PS384 => {
-                VerifyingKey::PS384(rsa_key(PS384PublicKey::from_jwk(jwk)?.to_components())?)
-            }
-            Alg::PS512 => {
-                VerifyingKey::PS512(rsa_key(PS512PublicKey::from_jwk(jwk)?.to_components())?)
-            }
+        let rsa = |c: RSAPublicKeyComponents| {
+            RsaKey::new(&c.n, &c.e)
+                .map(PublicKey::Rsa)
+                .ok_or(JWTError::InvalidPublicKey)
+        };
+        let key = match alg {
+            Alg::RS256 => rsa(RS256PublicKey::from_jwk(jwk)?.to_components())?,
+            Alg::RS384 => rsa(RS384PublicKey::from_jwk(jwk)?.to_components())?,
+            Alg::RS512 => rsa(RS512PublicKey::from_jwk(jwk)?.to_components())?,
+            Alg::PS256 => rsa(PS256PublicKey::from_jwk(jwk)?.to_components())?,
+            Alg::PS384 => rsa(PS384PublicKey::from_jwk(jwk)?.to_components())?,
+            Alg::PS512 => rsa(PS512PublicKey::from_jwk(jwk)?.to_components())?,
             Alg::ES256 => {
                 let key = ES256PublicKey::from_jwk(jwk)?;
-                VerifyingKey::ES256(Es256Key::new(*key.public_key().as_ref().as_affine()))
+                PublicKey::P256(Es256Key::new(*key.public_key().as_ref().as_affine()))
             }
             Alg::ES384 => {
                 let key = ES384PublicKey::from_jwk(jwk)?;
-                VerifyingKey::ES384(Es384Key::new(*key.public_key().as_ref().as_affine()))
+                PublicKey::P384(Es384Key::new(*key.public_key().as_ref().as_affine()))
             }
             Alg::EdDSA | Alg::Ed25519 => {
                 let key = Ed25519PublicKey::from_jwk(jwk)?;
-                let key = Ed25519Key::new(&key.to_bytes()).ok_or(JWTError::InvalidPublicKey)?;
-                if alg == Alg::EdDSA {
-                    VerifyingKey::EdDSA(key)
-                } else {
-                    VerifyingKey::Ed25519(key)
-                }
+                PublicKey::Ed25519(
+                    Ed25519Key::new(&key.to_bytes()).ok_or(JWTError::InvalidPublicKey)?,
+                )
             }
-        })
+        };
+        Ok(VerifyingKey::new(alg, key).ok_or(JWTError::InvalidPublicKey)?)
     }
 
     pub fn alg(&self) -> Alg {
-        match self {
-            VerifyingKey::RS256(_) => Alg::RS256,
-            VerifyingKey::RS384(_) => Alg::RS384,
-            VerifyingKey::RS512(_) => Alg::RS512,
-            VerifyingKey::PS256(_) => Alg::PS256,
-            VerifyingKey::PS384(_) => Alg::PS384,
-            VerifyingKey::PS512(_) => Alg::PS512,
-            VerifyingKey::ES256(_) => Alg::ES256,
-            VerifyingKey::ES384(_) => Alg::ES384,
-            VerifyingKey::EdDSA(_) => Alg::EdDSA,
-            VerifyingKey::Ed25519(_) => Alg::Ed25519,
+        self.alg
+    }
+
+    /// Whether `signature` is this key's signature of `message` under its
+    /// algorithm, by one of certbound's verifiers.
+    pub fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
+        match (&self.key, self.alg) {
+            (PublicKey::Rsa(k), Alg::RS256) => k.verify(Hash::Sha256, message, signature),
+            (PublicKey::Rsa(k), Alg::RS384) => k.verify(Hash::Sha384, message, signature),
+            (PublicKey::Rsa(k), Alg::RS512) => k.verify(Hash::Sha512, message, signature),
+            (PublicKey::Rsa(k), Alg::PS256) => k.verify_pss(Hash::Sha256, message, signature),
+            (PublicKey::Rsa(k), Alg::PS384) => k.verify_pss(Hash::Sha384, message, signature),
+            (PublicKey::Rsa(k), Alg::PS512) => k.verify_pss(Hash::Sha512, message, signature),
+            (PublicKey::P256(k), _) => k.verify(message, signature),
+            (PublicKey::P384(k), _) => k.verify(message, signature),
+            (PublicKey::Ed25519(k), _) => k.verify(message, signature),
+            // `new` pairs every key with an algorithm it can verify.
+            (PublicKey::Rsa(_), _) => false,
         }
     }
 
-    /// Verifies the JWS signature of `token` with this key: every algorithm
-    /// by one of certbound's verifiers. Claims are checked by the caller.
-    pub fn verify(&self, token: &str) -> Result<(), jwt_simple::Error> {
-        match self {
-            // The caller has checked the compact form, the header and the
-            // size; the claims (times included) are checked after this.
-            VerifyingKey::RS256(k) => verify_signature(token, |m, s| k.verify(Hash::Sha256, m, s)),
-            VerifyingKey::RS384(k) => verify_signature(token, |m, s| k.verify(Hash::Sha384, m, s)),
-            VerifyingKey::RS512(k) => verify_signature(token, |m, s| k.verify(Hash::Sha512, m, s)),
-            VerifyingKey::PS256(k) => {
-                verify_signature(token, |m, s| k.verify_pss(Hash::Sha256, m, s))
-            }
-            VerifyingKey::PS384(k) => {
-                verify_signature(token, |m, s| k.verify_pss(Hash::Sha384, m, s))
-            }
-            VerifyingKey::PS512(k) => {
-                verify_signature(token, |m, s| k.verify_pss(Hash::Sha512, m, s))
-            }
-            VerifyingKey::ES256(k) => verify_signature(token, |m, s| k.verify(m, s)),
-            VerifyingKey::ES384(k) => verify_signature(token, |m, s| k.verify(m, s)),
-            VerifyingKey::EdDSA(k) | VerifyingKey::Ed25519(k) => {
-                verify_signature(token, |m, s| k.verify(m, s))
-            }
+    /// Verifies the signature of the compact JWS `token` (RFC 7515 §5.2):
+    /// the signing input is everything before the last `.`. The caller has
+    /// checked the compact form, the header and the size; claims come after.
+    pub fn verify(&self, token: &str) -> Result<(), AuthError> {
+        use base64::Engine as _;
+        let (signing_input, signature_b64) = token
+            .rsplit_once('.')
+            .ok_or(AuthError::Malformed("not a JWS compact serialization"))?;
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| AuthError::BadSignature)?;
+        if self.verify_signature(signing_input.as_bytes(), &signature) {
+            Ok(())
+        } else {
+            Err(AuthError::BadSignature)
         }
     }
-}
-
-/// A compact JWS's signature checked by one of certbound's own verifiers
-/// (`ecdsa`, `rsa_pkcs1`, `eddsa`): `verify` gets the signing input (everything
-/// before the last `.`, RFC 7515 §5.2 step 8) and the decoded signature.
-fn verify_signature(
-    token: &str,
-    verify: impl FnOnce(&[u8], &[u8]) -> bool,
-) -> Result<(), jwt_simple::Error> {
-    use base64::Engine as _;
-    let (signing_input, signature_b64) = token
-        .rsplit_once('.')
-        .ok_or(JWTError::CompactEncodingError)?;
-    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|_| JWTError::InvalidSignature)?;
-    if verify(signing_input.as_bytes(), &signature) {
-        Ok(())
-    } else {
-        Err(JWTError::InvalidSignature.into())
-    }
-}
-
-/// The modulus and exponent of a key jwt-simple has imported (and so
-/// checked: 2048-4096 bits, e = 65537), with its Montgomery parameters.
-fn rsa_key(components: RSAPublicKeyComponents) -> Result<RsaKey, jwt_simple::Error> {
-    RsaKey::new(&components.n, &components.e).ok_or_else(|| JWTError::InvalidPublicKey.into())
 }
 
 /// One JWK: its `kid` and the key for each algorithm it may be used with.
@@ -397,56 +374,5 @@ fn describe_import_error(e: &jwt_simple::Error) -> String {
         Some(JWTError::WeakKey) => "RSA modulus under 2048 bits".into(),
         Some(JWTError::UnsupportedRSAModulus) => "RSA modulus over 4096 bits".into(),
         _ => format!("invalid key ({e})"),
-    }
-}
-
-/// The key sets in force in one VM, one slot per provider, with a
-/// generation that changes whenever a slot's keys are replaced (so cached
-/// verifications made with older keys stop counting).
-#[derive(Debug, Clone, Default)]
-pub struct KeyRing {
-    slots: Vec<KeySlot>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct KeySlot {
-    keys: Option<Arc<KeySet>>,
-    generation: u64,
-}
-
-impl KeyRing {
-    /// Local key sets are in force at once; remote ones once fetched.
-    pub fn for_policy(policy: &crate::policy::Policy) -> KeyRing {
-        KeyRing {
-            slots: policy
-                .providers
-                .iter()
-                .map(|p| KeySlot {
-                    keys: match &p.jwks {
-                        crate::policy::JwksSource::Local { keys, .. } => Some(Arc::clone(keys)),
-                        crate::policy::JwksSource::Remote(_) | crate::policy::JwksSource::None => {
-                            None
-                        }
-                    },
-                    generation: 0,
-                })
-                .collect(),
-        }
-    }
-
-    pub fn get(&self, provider: usize) -> Option<&Arc<KeySet>> {
-        self.slots.get(provider).and_then(|s| s.keys.as_ref())
-    }
-
-    pub fn generation(&self, provider: usize) -> u64 {
-        self.slots.get(provider).map_or(0, |s| s.generation)
-    }
-
-    /// Replaces a provider's keys; `generation` identifies the new set.
-    pub fn install(&mut self, provider: usize, keys: Arc<KeySet>, generation: u64) {
-        if let Some(slot) = self.slots.get_mut(provider) {
-            slot.keys = Some(keys);
-            slot.generation = generation;
-        }
     }
 }

@@ -2,7 +2,10 @@
 //! unknown fields denied, then validated into the typed [`Policy`] that the
 //! request path uses. Every error names the field path it is about.
 
+mod id;
 pub mod route;
+
+pub use id::ProviderId;
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -472,15 +475,15 @@ pub struct Policy {
 
 impl Policy {
     /// The certificate source that applies to tokens of `provider`.
-    pub fn certificate_source(&self, provider: usize) -> &CertificateSource {
-        self.providers
-            .get(provider)
-            .and_then(|p| p.client_certificate.as_ref())
+    pub fn certificate_source(&self, provider: ProviderId) -> &CertificateSource {
+        self.provider(provider)
+            .client_certificate
+            .as_ref()
             .unwrap_or(&self.client_certificate)
     }
 
-    pub fn provider_by_issuer(&self, iss: &str) -> Option<usize> {
-        self.by_issuer.get(iss).copied()
+    pub fn provider_by_issuer(&self, iss: &str) -> Option<ProviderId> {
+        self.by_issuer.get(iss).copied().map(ProviderId::new)
     }
 
     /// The first rule that matches the request (its `:path` and headers);

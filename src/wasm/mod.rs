@@ -2,6 +2,8 @@
 //! for native tests a stand-in for the proxy-wasm ABI.
 
 pub mod filter;
+#[cfg(target_arch = "wasm32")]
+pub mod proxy_host;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod shim;
 
@@ -9,6 +11,6 @@ pub mod shim;
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(filter::CertboundRoot::new(filter::ProxyHost))
+        Box::new(filter::CertboundRoot::new(proxy_host::ProxyHost))
     });
 }}

@@ -3,12 +3,12 @@
 //! config builders. Time is always the vectors' fixed `now`.
 #![allow(dead_code)]
 
-use certbound::binding::{Thumbprint, thumbprint_of_pem};
-use certbound::decide::cache::TokenCache;
-use certbound::decide::verify::{self, VerifiedToken};
-use certbound::error::AuthError;
-use certbound::jose::jwk::KeyRing;
-use certbound::policy::{self, Policy};
+use certbound::AuthError;
+use certbound::KeyRing;
+use certbound::Policy;
+use certbound::TokenCache;
+use certbound::VerifiedToken;
+use certbound::{Thumbprint, thumbprint_of_pem};
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 
@@ -64,7 +64,7 @@ pub fn no_env(_: &str) -> Option<String> {
 }
 
 pub fn policy(cfg: Value) -> Policy {
-    policy::parse(cfg.to_string().as_bytes(), &no_env).unwrap()
+    certbound::parse(cfg.to_string().as_bytes(), &no_env).unwrap()
 }
 
 pub fn simple_policy(extra: Value) -> Policy {
@@ -79,5 +79,18 @@ pub fn verify_with(
 ) -> Result<std::sync::Arc<VerifiedToken>, AuthError> {
     let keys = KeyRing::for_policy(p);
     let mut cache = TokenCache::new(0);
-    verify::verify(p, &keys, &mut cache, t, now).map_err(|r| r.error)
+    certbound::verify_cached(
+        p,
+        &keys,
+        &mut cache,
+        t,
+        now,
+        certbound::Audiences::OfProvider,
+    )
+    .map_err(|r| r.error)
+}
+
+/// The id of the policy's first provider.
+pub fn first_id(p: &Policy) -> certbound::ProviderId {
+    p.each_provider().next().unwrap().0
 }
