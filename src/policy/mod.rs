@@ -2,7 +2,10 @@
 //! unknown fields denied, then validated into the typed [`Policy`] that the
 //! request path uses. Every error names the field path it is about.
 
+mod error;
 pub mod route;
+
+pub use error::ConfigError;
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -11,6 +14,7 @@ use std::sync::Arc;
 use crate::binding::forwarded::{CertificateSource, Cidr, Encoding, Source};
 use crate::headers::RequestHeaders;
 use crate::jose::jwk::{Alg, KeySet, SkippedKey};
+use error::{err, header_name};
 use route::{RawMatch, RawStringMatcher, RouteMatch, StringMatcher};
 
 /// Upper bound on the configuration document, in bytes.
@@ -250,34 +254,6 @@ struct Empty {}
 // ---------------------------------------------------------------------------
 // Validated policy.
 // ---------------------------------------------------------------------------
-
-/// A configuration error, naming the field it is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl core::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "invalid configuration: {}", self.message)
-        } else {
-            write!(
-                f,
-                "invalid configuration at {}: {}",
-                self.field, self.message
-            )
-        }
-    }
-}
-
-pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
 
 /// How a provider treats the `cnf` claim (RFC 8705 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1200,18 +1176,6 @@ fn duration_ms(
         ));
     }
     Ok(parsed)
-}
-
-/// Header names are lowercase tokens (RFC 9110 §5.1); pseudo-headers are refused.
-pub(crate) fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !ok {
-        return Err(err(field, format!("\"{name}\" is not a valid header name")));
-    }
-    Ok(name.to_ascii_lowercase())
 }
 
 /// RFC 9068 §4 / RFC 8725 §3.11: `typ` compares case-insensitively, and the
