@@ -3,19 +3,23 @@
 //! request path uses. Every error names the field path it is about.
 
 mod error;
+mod raw;
 pub mod route;
 
 pub use error::ConfigError;
 
-use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::binding::forwarded::{CertificateSource, Cidr, Encoding, Source};
 use crate::headers::RequestHeaders;
 use crate::jose::jwk::{Alg, KeySet, SkippedKey};
 use error::{err, header_name};
-use route::{RawMatch, RawStringMatcher, RouteMatch, StringMatcher};
+use raw::{
+    RawCertificateSource, RawConfig, RawDataSource, RawHttpUri, RawIntrospection, RawProvider,
+    RawRemoteJwks, RawRequirement, RawRequirementList, RawRule, RawSecret,
+};
+use route::{RouteMatch, StringMatcher};
 
 /// Upper bound on the configuration document, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
@@ -25,231 +29,6 @@ pub const MAX_CLOCK_SKEW: u64 = 600;
 /// Default and bounds of `max_token_bytes`.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const MAX_MAX_TOKEN_BYTES: usize = 64 * 1024;
-
-// ---------------------------------------------------------------------------
-// Raw, as written by the user.
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    providers: BTreeMap<String, RawProvider>,
-    #[serde(default)]
-    rules: Option<Vec<RawRule>>,
-    #[serde(default)]
-    max_token_bytes: Option<usize>,
-    #[serde(default)]
-    jwt_cache_size: Option<usize>,
-    #[serde(default)]
-    client_certificate: Option<RawCertificateSource>,
-    #[serde(default)]
-    bypass_cors_preflight: Option<bool>,
-    #[serde(default)]
-    stat_prefix: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCertificateSource {
-    source: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    encoding: Option<String>,
-    #[serde(default)]
-    trusted_proxies: Option<Vec<String>>,
-    #[serde(default)]
-    trusted_peer_uri_sans: Option<Vec<String>>,
-    #[serde(default)]
-    forward_certificate_header: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvider {
-    issuer: String,
-    #[serde(default)]
-    audiences: Option<Vec<String>>,
-    #[serde(default)]
-    local_jwks: Option<RawDataSource>,
-    #[serde(default)]
-    remote_jwks: Option<RawRemoteJwks>,
-    #[serde(default)]
-    from_headers: Option<Vec<RawHeader>>,
-    #[serde(default)]
-    from_params: Option<Vec<String>>,
-    #[serde(default)]
-    from_cookies: Option<Vec<String>>,
-    #[serde(default)]
-    clock_skew_seconds: Option<i64>,
-    #[serde(default)]
-    certificate_binding: Option<String>,
-    #[serde(default)]
-    forward: Option<bool>,
-    #[serde(default)]
-    claim_to_headers: Option<Vec<RawClaimToHeader>>,
-    #[serde(default)]
-    forward_payload_header: Option<String>,
-    #[serde(default)]
-    pad_forward_payload_header: Option<bool>,
-    #[serde(default)]
-    thumbprint_header: Option<String>,
-    #[serde(default)]
-    require_expiration: Option<bool>,
-    #[serde(default)]
-    max_lifetime_seconds: Option<i64>,
-    /// jwt_authn's spelling: a Duration such as `"3600s"`.
-    #[serde(default)]
-    max_lifetime: Option<String>,
-    #[serde(default)]
-    subjects: Option<RawStringMatcher>,
-    /// jwt_authn's: Envoy already picks the route after a wasm filter
-    /// changes request headers, so only `true` can be honoured.
-    #[serde(default)]
-    clear_route_cache: Option<bool>,
-    /// jwt_authn's per-provider cache; here its sizes add up to the one
-    /// per-VM cache (`jwt_cache_size`).
-    #[serde(default)]
-    jwt_cache_config: Option<RawJwtCacheConfig>,
-    #[serde(default)]
-    token_types: Option<Vec<String>>,
-    #[serde(default)]
-    algorithms: Option<Vec<String>>,
-    #[serde(default)]
-    client_certificate: Option<RawCertificateSource>,
-    #[serde(default)]
-    introspection: Option<RawIntrospection>,
-    #[serde(default)]
-    token_format: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawIntrospection {
-    http_uri: RawHttpUri,
-    client_id: String,
-    client_secret: RawSecret,
-    #[serde(default)]
-    cache_duration: Option<String>,
-}
-
-impl core::fmt::Debug for RawIntrospection {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("RawIntrospection { .. }")
-    }
-}
-
-/// A secret: a plain string, or a data source (`environment_variable`).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawSecret {
-    Inline(String),
-    Source(RawDataSource),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDataSource {
-    #[serde(default)]
-    inline_string: Option<String>,
-    #[serde(default)]
-    environment_variable: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRemoteJwks {
-    http_uri: RawHttpUri,
-    #[serde(default)]
-    cache_duration: Option<String>,
-    #[serde(default)]
-    min_refetch_interval: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttpUri {
-    uri: String,
-    cluster: String,
-    #[serde(default)]
-    timeout: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHeader {
-    name: String,
-    #[serde(default)]
-    value_prefix: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClaimToHeader {
-    claim_name: String,
-    header_name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJwtCacheConfig {
-    /// jwt_authn's default when the block is there: 100.
-    #[serde(default)]
-    jwt_cache_size: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRule {
-    #[serde(rename = "match")]
-    matcher: RawMatch,
-    #[serde(default)]
-    requires: Option<RawRequirement>,
-    #[serde(default)]
-    required_scopes: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRequirement {
-    #[serde(default)]
-    provider_name: Option<String>,
-    #[serde(default)]
-    provider_and_audiences: Option<RawProviderAndAudiences>,
-    #[serde(default)]
-    requires_any: Option<RawRequirementList>,
-    #[serde(default)]
-    requires_all: Option<RawRequirementList>,
-    #[serde(default)]
-    allow_missing: Option<Empty>,
-    #[serde(default)]
-    allow_missing_or_failed: Option<Empty>,
-}
-
-/// `{"requirements": [...]}` as in jwt_authn, or a bare list.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawRequirementList {
-    Wrapped(RawRequirementsWrapper),
-    Bare(Vec<RawRequirement>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProviderAndAudiences {
-    provider_name: String,
-    audiences: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRequirementsWrapper {
-    requirements: Vec<RawRequirement>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
 
 // ---------------------------------------------------------------------------
 // Validated policy.
