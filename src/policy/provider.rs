@@ -8,7 +8,9 @@ use crate::jose::jwk::Alg;
 use crate::policy::certificate::certificate_source;
 use crate::policy::endpoints::{self, duration_ms};
 use crate::policy::error::{ConfigError, err, header_name};
-use crate::policy::raw::{RawClaimToHeader, RawDataSource, RawHeader, RawProvider, RawRemoteJwks};
+use crate::policy::raw::{
+    Named, RawClaimToHeader, RawDataSource, RawHeader, RawProvider, RawRemoteJwks,
+};
 use crate::policy::route;
 use crate::policy::types::{
     BindingMode, ClaimToHeader, DEFAULT_CLOCK_SKEW, Environment, JwksSource, MAX_CLOCK_SKEW,
@@ -42,16 +44,7 @@ pub(crate) fn provider(
         .introspection
         .map(|i| endpoints::introspection(&format!("{at}.introspection"), i, env))
         .transpose()?;
-    let token_format = match rp.token_format.as_deref() {
-        None | Some("jwt") => TokenFormat::Jwt,
-        Some("opaque") => TokenFormat::Opaque,
-        Some(other) => {
-            return Err(err(
-                format!("{at}.token_format"),
-                format!("unknown value \"{other}\": expected \"jwt\" or \"opaque\""),
-            ));
-        }
-    };
+    let token_format = rp.token_format.map_or(TokenFormat::Jwt, |Named(f)| f);
     if token_format == TokenFormat::Opaque && introspection.is_none() {
         return Err(err(
             format!("{at}.introspection"),
@@ -62,16 +55,9 @@ pub(crate) fn provider(
     let jwks = jwks_source(at, rp.local_jwks, rp.remote_jwks, introspects, env)?;
     let sources = token_sources(at, rp.from_headers, rp.from_params, rp.from_cookies)?;
     let clock_skew = clock_skew(at, rp.clock_skew_seconds)?;
-    let binding = match rp.certificate_binding.as_deref() {
-        None | Some("required") => BindingMode::Required,
-        Some("when_present") => BindingMode::WhenPresent,
-        Some(other) => {
-            return Err(err(
-                format!("{at}.certificate_binding"),
-                format!("unknown value \"{other}\": expected \"required\" or \"when_present\""),
-            ));
-        }
-    };
+    let binding = rp
+        .certificate_binding
+        .map_or(BindingMode::Required, |Named(b)| b);
     let outputs = outputs(
         at,
         rp.claim_to_headers.unwrap_or_default(),

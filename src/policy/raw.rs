@@ -1,10 +1,25 @@
 //! The configuration as written: serde structs in `jwt_authn` vocabulary,
 //! unknown fields denied, validated into the typed policy elsewhere.
 
-use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
 use crate::policy::route::{RawMatch, RawStringMatcher};
+use crate::policy::types::{BindingMode, TokenFormat};
+
+/// One of the names of the enum `T`, written as a JSON string. (serde's
+/// derived enums would also take `{"name": null}`.) An unknown name is
+/// refused with the names `T` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Named<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        T::deserialize(IntoDeserializer::<D::Error>::into_deserializer(name)).map(Named)
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +74,7 @@ pub(crate) struct RawProvider {
     #[serde(default)]
     pub(crate) clock_skew_seconds: Option<i64>,
     #[serde(default)]
-    pub(crate) certificate_binding: Option<String>,
+    pub(crate) certificate_binding: Option<Named<BindingMode>>,
     #[serde(default)]
     pub(crate) forward: Option<bool>,
     #[serde(default)]
@@ -96,7 +111,7 @@ pub(crate) struct RawProvider {
     #[serde(default)]
     pub(crate) introspection: Option<RawIntrospection>,
     #[serde(default)]
-    pub(crate) token_format: Option<String>,
+    pub(crate) token_format: Option<Named<TokenFormat>>,
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,7 @@
 //! The validated policy: what the request path reads, with the bounds and
 //! defaults of the configuration it comes from.
 
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,8 +19,10 @@ pub const MAX_CLOCK_SKEW: u64 = 600;
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const MAX_MAX_TOKEN_BYTES: usize = 64 * 1024;
 
-/// How a provider treats the `cnf` claim (RFC 8705 §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a provider treats the `cnf` claim (RFC 8705 §3); written
+/// `required` or `when_present`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BindingMode {
     /// Every token must carry `cnf.x5t#S256` matching the client certificate.
     Required,
@@ -89,8 +92,9 @@ impl core::fmt::Debug for Introspection {
     }
 }
 
-/// How a provider's tokens are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a provider's tokens are checked; written `jwt` or `opaque`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TokenFormat {
     /// Signed JWTs, verified locally; non-JWT tokens go to introspection
     /// when the provider has it.
