@@ -2,9 +2,9 @@
 //! from (the TLS connection, `x-forwarded-client-cert` or a header a proxy
 //! in front writes), and whom a forwarded one is believed from.
 
-use crate::binding::forwarded::{CertificateSource, Cidr, Encoding, Source};
+use crate::binding::forwarded::{CertificateSource, Cidr, Source};
 use crate::policy::error::{ConfigError, err, header_name};
-use crate::policy::raw::RawCertificateSource;
+use crate::policy::raw::{RawCertificateSource, RawSource};
 
 pub(crate) fn certificate_source(
     at: &str,
@@ -49,10 +49,10 @@ pub(crate) fn certificate_source(
 
 /// `source`, with the `name` and `encoding` that only `header` takes.
 fn source(at: &str, c: &RawCertificateSource) -> Result<Source, ConfigError> {
-    let source = match c.source.as_str() {
-        "connection" => Source::Connection,
-        "xfcc" => Source::Xfcc,
-        "header" => {
+    let source = match c.source.0 {
+        RawSource::Connection => Source::Connection,
+        RawSource::Xfcc => Source::Xfcc,
+        RawSource::Header => {
             let name = c
                 .name
                 .as_deref()
@@ -60,23 +60,9 @@ fn source(at: &str, c: &RawCertificateSource) -> Result<Source, ConfigError> {
             let name = header_name(&format!("{at}.name"), name)?;
             let encoding = c
                 .encoding
-                .as_deref()
-                .ok_or_else(|| err(format!("{at}.encoding"), "required with source \"header\""))?;
-            let encoding = Encoding::from_name(encoding).ok_or_else(|| {
-                err(
-                    format!("{at}.encoding"),
-                    format!(
-                        "unknown encoding \"{encoding}\": expected url_encoded_pem, pem, base64_der, rfc9440 or sha256"
-                    ),
-                )
-            })?;
+                .ok_or_else(|| err(format!("{at}.encoding"), "required with source \"header\""))?
+                .0;
             return Ok(Source::Header { name, encoding });
-        }
-        other => {
-            return Err(err(
-                format!("{at}.source"),
-                format!("unknown source \"{other}\": expected connection, xfcc or header"),
-            ));
         }
     };
     if c.name.is_some() {

@@ -5,6 +5,7 @@ use serde::de::IntoDeserializer;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
+use crate::binding::forwarded::Encoding;
 use crate::policy::route::{RawMatch, RawStringMatcher};
 use crate::policy::types::{BindingMode, TokenFormat};
 
@@ -19,6 +20,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
         let name = String::deserialize(d)?;
         T::deserialize(IntoDeserializer::<D::Error>::into_deserializer(name)).map(Named)
     }
+}
+
+/// `client_certificate.source`: where the certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawSource {
+    Connection,
+    Xfcc,
+    Header,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,11 +52,11 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCertificateSource {
-    pub(crate) source: String,
+    pub(crate) source: Named<RawSource>,
     #[serde(default)]
     pub(crate) name: Option<String>,
     #[serde(default)]
-    pub(crate) encoding: Option<String>,
+    pub(crate) encoding: Option<Named<Encoding>>,
     #[serde(default)]
     pub(crate) trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
