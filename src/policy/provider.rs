@@ -311,22 +311,10 @@ fn token_types(at: &str, types: Vec<String>) -> Result<Vec<String>, ConfigError>
 }
 
 /// `algorithms`: every supported one when not given.
-fn algorithms(at: &str, list: Option<Vec<String>>) -> Result<Vec<Alg>, ConfigError> {
-    let Some(list) = list else {
-        return Ok(Alg::ALL.to_vec());
-    };
-    if list.is_empty() {
-        return Err(err(format!("{at}.algorithms"), "must not be empty"));
+fn algorithms(at: &str, list: Option<Vec<Named<Alg>>>) -> Result<Vec<Alg>, ConfigError> {
+    match list {
+        None => Ok(Alg::ALL.to_vec()),
+        Some(list) if list.is_empty() => Err(err(format!("{at}.algorithms"), "must not be empty")),
+        Some(list) => Ok(list.into_iter().map(|Named(a)| a).collect()),
     }
-    let mut algs = Vec::new();
-    for (i, a) in list.iter().enumerate() {
-        let alg = Alg::from_name(a).ok_or_else(|| {
-            err(
-                format!("{at}.algorithms[{i}]"),
-                format!("unknown or unsupported algorithm \"{a}\""),
-            )
-        })?;
-        algs.push(alg);
-    }
-    Ok(algs)
 }

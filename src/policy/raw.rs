@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
 use crate::binding::forwarded::Encoding;
+use crate::jose::jwk::Alg;
 use crate::policy::route::{RawMatch, RawStringMatcher};
 use crate::policy::types::{BindingMode, TokenFormat};
 
@@ -115,7 +116,7 @@ pub(crate) struct RawProvider {
     #[serde(default)]
     pub(crate) token_types: Option<Vec<String>>,
     #[serde(default)]
-    pub(crate) algorithms: Option<Vec<String>>,
+    pub(crate) algorithms: Option<Vec<Named<Alg>>>,
     #[serde(default)]
     pub(crate) client_certificate: Option<RawCertificateSource>,
     #[serde(default)]
