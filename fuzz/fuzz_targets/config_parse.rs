@@ -17,8 +17,8 @@ use libfuzzer_sys::fuzz_target;
 
 fn providers_exist(r: &Requirement, n: usize) -> bool {
     match r {
-        Requirement::Provider(i) => *i < n,
-        Requirement::ProviderAudiences(i, audiences) => *i < n && !audiences.is_empty(),
+        Requirement::Provider(i) => i.index() < n,
+        Requirement::ProviderAudiences(i, audiences) => i.index() < n && !audiences.is_empty(),
         Requirement::Any(l) | Requirement::All(l) => {
             !l.is_empty() && l.iter().all(|r| providers_exist(r, n))
         }

@@ -353,7 +353,8 @@ fn must_allow(
     let only_idp = match policy.rule_for(path, &headers.iter().cloned().collect()) {
         RuleMatch::Default => true,
         RuleMatch::Rule(r) => {
-            r.requires == Some(Requirement::Provider(idp)) && r.required_scopes.is_empty()
+            matches!(&r.requires, Some(Requirement::Provider(p)) if p.index() == idp)
+                && r.required_scopes.is_empty()
         }
         RuleMatch::NoMatch => false,
     };

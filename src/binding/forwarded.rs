@@ -14,7 +14,8 @@ use std::net::IpAddr;
 use crate::binding::{MAX_CERT_BYTES, Thumbprint, percent_decode};
 
 /// How a forwarded header encodes the client certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// nginx `$ssl_client_escaped_cert`, AWS ALB `X-Amzn-Mtls-Clientcert`.
     UrlEncodedPem,

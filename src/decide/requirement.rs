@@ -144,10 +144,8 @@ impl<'p, 'r, 'c> Checker<'p, 'r, 'c> {
 
     pub fn evaluate(&mut self, req: &Requirement) -> Result<Option<Accepted>, Unmet> {
         match req {
-            Requirement::Provider(i) => self.provider(ProviderId::new(*i), None),
-            Requirement::ProviderAudiences(i, audiences) => {
-                self.provider(ProviderId::new(*i), Some(audiences))
-            }
+            Requirement::Provider(i) => self.provider(*i, None),
+            Requirement::ProviderAudiences(i, audiences) => self.provider(*i, Some(audiences)),
             Requirement::Any(list) => {
                 let mut best: Option<Unmet> = None;
                 for r in list {

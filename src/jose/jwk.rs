@@ -26,7 +26,7 @@ pub const MAX_KID_BYTES: usize = 256;
 /// The signature algorithms certbound verifies (RFC 7518 §3.1, RFC 8037 §3.1,
 /// RFC 9864 §2.2). `none` and the HMAC family are deliberately absent
 /// (RFC 8725 §3.1-3.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Alg {
     RS256,

@@ -17,26 +17,3 @@ impl ProviderId {
         self.0 as usize
     }
 }
-
-impl crate::policy::Policy {
-    /// The provider `id` names. Infallible: ids come from this policy.
-    #[allow(clippy::indexing_slicing)] // ids are made only for this policy's providers
-    pub fn provider(&self, id: ProviderId) -> &crate::policy::Provider {
-        &self.providers[id.index()]
-    }
-
-    /// The id of the provider named `name` in the configuration.
-    pub fn provider_id(&self, name: &str) -> Option<ProviderId> {
-        self.each_provider()
-            .find(|(_, p)| p.name == name)
-            .map(|(id, _)| id)
-    }
-
-    /// Every provider, with its id, in configuration order.
-    pub fn each_provider(&self) -> impl Iterator<Item = (ProviderId, &crate::policy::Provider)> {
-        self.providers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (ProviderId::new(i), p))
-    }
-}

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::headers::RequestHeaders;
-use crate::policy::{ConfigError, err, header_name};
+use crate::policy::error::{ConfigError, err, header_name};
 
 /// Bounds on what a rule may ask of every request it is tried against.
 pub const MAX_REGEX_BYTES: usize = 4096;

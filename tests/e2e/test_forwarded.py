@@ -1,4 +1,4 @@
-"""Issue 5 end to end: the client certificate forwarded by a TLS-terminating
+"""End to end: the client certificate forwarded by a TLS-terminating
 proxy (``client_certificate`` with ``source: xfcc | header``), behind a real
 trust boundary, in real Envoys 1.40.
 

@@ -1,4 +1,4 @@
-"""Issue 3 end to end: rules, token locations, what goes upstream, scopes,
+"""End to end: rules, token locations, what goes upstream, scopes,
 claim policy and metrics, in the real Envoy 1.40 over real mTLS.
 
 One Envoy for the whole module: the shipped envoy.yaml with only the ports
