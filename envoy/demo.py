@@ -21,6 +21,11 @@ Sub-commands (run with the project venv, ``target/venv/bin/python``)::
     demo.py thumbprint --cert envoy/certs/client-a.pem
         Print base64url-nopad(SHA-256(DER of the certificate)).
 
+    demo.py self-signed --cert app.pem --key app-key.pem [--cn app]
+        Write a fresh self-signed client certificate and its key, as an
+        application using RFC 8705's self-signed method (section 2.2) makes
+        one: no CA involved; the token bound to it is the only trust.
+
 The module is importable: tests/e2e reuses the PKI and minting helpers.
 ``gen``/``mint``/``thumbprint`` need ``cryptography`` and ``PyJWT`` (both in
 the venv); ``backend`` needs only the standard library, so a stock Python
@@ -61,6 +66,10 @@ ISSUER = "https://idp.example.com"
 AUDIENCE = "https://api.example.com"
 IDP_KID = "demo-es256"
 IDP_ALG = "ES256"
+# envoy/host-scoped.yaml: one listener, two hosts told apart by SNI.
+PLAIN_HOST = "api.example.com"
+MTLS_HOST = "mtls.api.example.com"
+SNI_HOSTS = (PLAIN_HOST, MTLS_HOST)
 
 # ---------------------------------------------------------------------------
 # small encoders
@@ -164,6 +173,30 @@ def issue_cert(
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return key, builder.sign(ca_key, hashes.SHA256())
+
+
+def self_signed(cn: str, *, days: int = 30, key=None, not_before: _dt.datetime | None = None):
+    """A self-signed client certificate (RFC 8705 section 2.2); return (key, certificate).
+
+    Not a CA: subject = issuer, signed by its own key, clientAuth usage.
+    ``not_before`` (default: 5 minutes ago) and ``days`` set the validity.
+    """
+    key = key or new_ec_key()
+    start = not_before or _now() - _dt.timedelta(minutes=5)
+    name = _name(cn)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + _dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:
@@ -327,9 +360,11 @@ def generate(out_dir: str | os.PathLike = DEFAULT_CERT_DIR) -> dict[str, Path]:
 
     put("ca.pem", cert_pem(ca_cert))
     put("ca-key.pem", key_pem(ca_key))
+    # localhost for envoy.yaml and self-signed.yaml; the two host names
+    # host-scoped.yaml serves by SNI.
     srv_key, srv_cert = issue_cert(
         ca_key, ca_cert, "localhost", server=True,
-        dns_names=("localhost",), ip_addresses=("127.0.0.1", "::1"),
+        dns_names=("localhost",) + SNI_HOSTS, ip_addresses=("127.0.0.1", "::1"),
     )
     put("server.pem", cert_pem(srv_cert))
     put("server-key.pem", key_pem(srv_key))
@@ -446,6 +481,15 @@ def _cmd_backend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_self_signed(args: argparse.Namespace) -> int:
+    key, cert = self_signed(args.cn, days=args.days)
+    for path, data in ((args.cert, cert_pem(cert)), (args.key, key_pem(key))):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    Path(args.key).chmod(0o600)
+    return 0
+
+
 def _cmd_thumbprint(args: argparse.Namespace) -> int:
     print(thumbprint(args.cert))
     return 0
@@ -481,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("thumbprint", help="print a certificate's x5t#S256")
     t.add_argument("--cert", required=True)
     t.set_defaults(func=_cmd_thumbprint)
+
+    s = sub.add_parser("self-signed", help="write a fresh self-signed client certificate")
+    s.add_argument("--cert", required=True, help="where to write the certificate (PEM)")
+    s.add_argument("--key", required=True, help="where to write its private key (PEM)")
+    s.add_argument("--cn", default="self-signed client")
+    s.add_argument("--days", type=int, default=30)
+    s.set_defaults(func=_cmd_self_signed)
 
     args = p.parse_args(argv)
     if args.cmd != "backend" and _MISSING_DEPENDENCY is not None:

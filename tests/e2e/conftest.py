@@ -53,10 +53,12 @@ EnvoyFactory = Callable[..., Envoy]
 
 @pytest.fixture(scope="session")
 def envoy_factory(pki: Pki, backend: Backend, envoy_workdir: Path) -> Iterator[EnvoyFactory]:
-    """start(name, provider=..., plugin=..., jwks_text=...) -> a ready Envoy.
+    """start(name, provider=..., plugin=..., config=..., jwks_text=...) -> a ready Envoy.
 
     Same name -> the same (already running) Envoy. ``provider`` patches the
     shipped ``providers.idp`` object, ``plugin`` replaces the plugin JSON,
+    ``config`` is another shipped config file (harness.SELF_SIGNED_CONFIG,
+    harness.HOST_SCOPED_CONFIG), started with only its ports rewritten;
     ``jwks_text`` is CERTBOUND_JWKS in Envoy's environment (default: the
     session's multi-key JWKS; None: unset).
     """
@@ -65,10 +67,15 @@ def envoy_factory(pki: Pki, backend: Backend, envoy_workdir: Path) -> Iterator[E
 
     def start(name: str, *, provider: dict[str, Any] | None = None,
               plugin: dict[str, Any] | str | None = None,
+              config: Path | None = None,
               jwks_text: Any = default) -> Envoy:
         if name in running:
             return running[name]
-        cfg = harness.scenario_config(backend.port, provider=provider, plugin=plugin)
+        if config is not None:
+            assert provider is None and plugin is None, "config is used as it is"
+            cfg = harness.local_config(config, backend.port)
+        else:
+            cfg = harness.scenario_config(backend.port, provider=provider, plugin=plugin)
         env_jwks = pki.jwks_text if jwks_text is default else jwks_text
         envoy = Envoy(name, cfg, pki.root, envoy_workdir, env_jwks)
         running[name] = envoy

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -30,6 +31,11 @@ sys.path.insert(0, str(REPO / "envoy"))
 import demo  # noqa: E402  (envoy/demo.py: PKI and token helpers)
 
 SHIPPED_CONFIG = REPO / "envoy" / "envoy.yaml"
+# RFC 8705 section 2.2: any client certificate, the token's binding is the only trust.
+SELF_SIGNED_CONFIG = REPO / "envoy" / "self-signed.yaml"
+# One listener, two hosts by SNI: mtls.api.example.com (mTLS) and api.example.com.
+HOST_SCOPED_CONFIG = REPO / "envoy" / "host-scoped.yaml"
+SHIPPED_CONFIGS = (SHIPPED_CONFIG, SELF_SIGNED_CONFIG, HOST_SCOPED_CONFIG)
 COMPOSE_FILE = REPO / "envoy" / "docker-compose.yaml"
 WASM_REL = Path("target/wasm32-wasip1/release/certbound.wasm")
 WASM = Path(os.environ.get("CERTBOUND_WASM", REPO / WASM_REL))
@@ -114,6 +120,20 @@ def scenario_config(
             else:
                 idp[k] = v
         set_plugin_json(cfg, pj)
+    return cfg
+
+
+def local_config(path: Path, backend_port: int) -> dict[str, Any]:
+    """Another shipped config (``SELF_SIGNED_CONFIG``, ``HOST_SCOPED_CONFIG``)
+    with only its ports changed: admin and its listener on 127.0.0.1:0, the
+    ``backend`` cluster at ``backend_port``."""
+    cfg = yaml.safe_load(Path(path).read_text())
+    cfg["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=0)
+    _listener(cfg)["address"]["socket_address"].update(address="127.0.0.1", port_value=0)
+    (cluster,) = cfg["static_resources"]["clusters"]
+    assert cluster["name"] == "backend", cluster["name"]
+    (ep,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ep["endpoint"]["address"]["socket_address"]["port_value"] = backend_port
     return cfg
 
 
@@ -443,6 +463,19 @@ class Response:
                 f"body={self.body[:200]!r}, upstream={len(self.upstream)})")
 
 
+class SniConnection(http.client.HTTPSConnection):
+    """HTTPS to ``address`` (e.g. 127.0.0.1) with ``server_name`` as the TLS
+    SNI and certificate name, as a client resolving that name would connect."""
+
+    def __init__(self, server_name: str, address: str, port: int, **kw: Any) -> None:
+        super().__init__(server_name, port, **kw)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
 def tls_context(ca: Path, client: Client | None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(ca))
     if client is not None:
@@ -460,15 +493,24 @@ def request(
     client: Client | None = None,
     headers: dict[str, str] | None = None,
     method: str = "GET",
+    sni: str | None = None,
 ) -> Response:
-    """One request on a fresh TLS connection (so the client cert is this one's)."""
+    """One request on a fresh TLS connection (so the client cert is this one's).
+
+    With ``sni``, the TLS server name and the default Host are that name
+    (the connection still goes to 127.0.0.1)."""
     path = f"/e2e/{uuid.uuid4().hex}"
-    hdrs = {"host": "localhost"}
+    hdrs = {"host": sni or "localhost"}
     if token is not None:
         hdrs["authorization"] = f"Bearer {token}"
     hdrs.update(headers or {})
-    conn = http.client.HTTPSConnection("127.0.0.1", envoy.port, timeout=HTTP_TIMEOUT,
-                                       context=tls_context(ca, client))
+    conn: http.client.HTTPSConnection
+    if sni is None:
+        conn = http.client.HTTPSConnection("127.0.0.1", envoy.port, timeout=HTTP_TIMEOUT,
+                                           context=tls_context(ca, client))
+    else:
+        conn = SniConnection(sni, "127.0.0.1", envoy.port, timeout=HTTP_TIMEOUT,
+                             context=tls_context(ca, client))
     try:
         conn.request(method, path, headers=hdrs)
         resp = conn.getresponse()

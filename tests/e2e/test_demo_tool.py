@@ -47,3 +47,35 @@ def test_gen_and_mint(tmp_path):
     unbound = run("mint", "--dir", str(tmp_path), "--unbound").strip()
     assert "cnf" not in jwt.decode(unbound, key, algorithms=["ES256"],
                                    audience=harness.demo.AUDIENCE)
+
+
+def test_self_signed(tmp_path):
+    """`demo.py self-signed`: a fresh self-signed client certificate, each run
+    a new key; mint binds a token to it like to any other certificate."""
+    run("gen", "--dir", str(tmp_path))
+    certs = []
+    for name in ("app-1", "app-2"):
+        cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}-key.pem"
+        run("self-signed", "--cert", str(cert_path), "--key", str(key_path), "--cn", name)
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        assert cert.issuer == cert.subject
+        cert.verify_directly_issued_by(cert)  # signed by its own key
+        assert cert.public_key() == key.public_key()
+        assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        assert (key_path.stat().st_mode & 0o077) == 0, "the private key is the client's alone"
+        certs.append(cert)
+    assert certs[0].public_key() != certs[1].public_key()
+
+    token = run("mint", "--dir", str(tmp_path), "--cert", str(tmp_path / "app-1.pem")).strip()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["cnf"]["x5t#S256"] == harness.demo.thumbprint(tmp_path / "app-1.pem")
+    assert claims["cnf"]["x5t#S256"] != harness.demo.thumbprint(tmp_path / "app-2.pem")
+
+
+def test_server_certificate_names_the_sni_hosts(tmp_path):
+    harness.demo.generate(tmp_path)
+    server = x509.load_pem_x509_certificate((tmp_path / "server.pem").read_bytes())
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {
+        "localhost", harness.demo.PLAIN_HOST, harness.demo.MTLS_HOST}

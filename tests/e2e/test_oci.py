@@ -3,9 +3,11 @@ variant, read back blob by blob: media types, digests and sizes recomputed,
 the layer's plugin.wasm equal to the built filter, byte-for-byte reproducible.
 Plus the Dockerfile for users who build the image with docker instead.
 
-With skopeo on PATH (Debian: skopeo), the layout and the archive are also
-read by a real OCI client; with skopeo and docker-registry both installed,
-the image is pushed to a registry on loopback and its digest checked.
+A real OCI client (skopeo) reads the layout and the archive, and the image
+is pushed to a real registry (Debian's docker-registry, started on a free
+loopback port) and pulled back, digest and module checked. `make e2e`
+installs both when missing (tests/e2e/install-tools.sh); without them these
+tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -172,17 +174,34 @@ def test_dockerfile_builds_the_same_shape():
 
 
 # ---------------------------------------------------------------------------
-# a real OCI client, when installed
+# a real OCI client and a real registry
 # ---------------------------------------------------------------------------
 
-SKOPEO = shutil.which("skopeo")
-REGISTRY = shutil.which("docker-registry")
+# Where tests/e2e/install-tools.sh unpacks the registry when it is not on PATH.
+UNPACKED_REGISTRY = harness.REPO / "target" / "tools" / "docker-registry" / "usr" / "bin" / "docker-registry"
+INSTALL_HINT = "run `make e2e-tools` (tests/e2e/install-tools.sh) or `make e2e`, which installs it"
 
 
-@pytest.mark.skipif(SKOPEO is None, reason="skopeo not installed (apt-get install skopeo)")
-def test_skopeo_reads_layout_and_archive(image):
+@pytest.fixture(scope="module")
+def skopeo() -> str:
+    path = shutil.which("skopeo")
+    if path is None:
+        pytest.fail(f"skopeo is not installed: {INSTALL_HINT}", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def registry_bin() -> str:
+    path = shutil.which("docker-registry") or (
+        str(UNPACKED_REGISTRY) if UNPACKED_REGISTRY.is_file() else None)
+    if path is None:
+        pytest.fail(f"docker-registry is not installed: {INSTALL_HINT}", pytrace=False)
+    return path
+
+
+def test_skopeo_reads_layout_and_archive(image, skopeo):
     for ref in (f"oci:{image.layout}:{TAG}", f"oci-archive:{image.layout.parent / 'image.tar'}:{TAG}"):
-        raw = subprocess.run([SKOPEO, "inspect", "--raw", ref], capture_output=True, check=True, timeout=60)
+        raw = subprocess.run([skopeo, "inspect", "--raw", ref], capture_output=True, check=True, timeout=60)
         assert "sha256:" + sha(raw.stdout) == image.manifest_digest, ref
 
 
@@ -192,15 +211,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(SKOPEO is None or REGISTRY is None,
-                    reason="needs skopeo and docker-registry (apt-get install skopeo docker-registry)")
-def test_push_to_a_registry_keeps_the_digest(image, wasm, tmp_path):
+@pytest.fixture
+def registry(registry_bin, tmp_path):
+    """A docker-registry on 127.0.0.1:<free port>, storage in tmp_path; its host:port."""
     port = _free_port()
     cfg = tmp_path / "registry.yml"
     cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
                    f"http:\n  addr: 127.0.0.1:{port}\n")
-    with open(tmp_path / "registry.log", "wb") as log:
-        reg = subprocess.Popen([REGISTRY, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+    log_path = tmp_path / "registry.log"
+    with open(log_path, "wb") as log:
+        reg = subprocess.Popen([registry_bin, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -208,18 +228,30 @@ def test_push_to_a_registry_keeps_the_digest(image, wasm, tmp_path):
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
             except OSError:
-                assert reg.poll() is None and time.monotonic() < deadline, (tmp_path / "registry.log").read_text()
+                assert reg.poll() is None and time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.1)
-        dest = f"docker://127.0.0.1:{port}/certbound:{TAG}"
-        subprocess.run([SKOPEO, "copy", "--dest-tls-verify=false", f"oci:{image.layout}:{TAG}", dest],
-                       capture_output=True, check=True, timeout=60)
-        raw = subprocess.run([SKOPEO, "inspect", "--raw", "--tls-verify=false", dest],
-                             capture_output=True, check=True, timeout=60).stdout
-        assert "sha256:" + sha(raw) == image.manifest_digest  # = WasmPlugin.sha256
-        back = tmp_path / "pulled"
-        subprocess.run([SKOPEO, "copy", "--src-tls-verify=false", dest, f"oci:{back}:{TAG}"],
-                       capture_output=True, check=True, timeout=60)
-        assert oci.extract_plugin(oci.read_image(back, TAG)) == wasm
+        yield f"127.0.0.1:{port}"
     finally:
         reg.terminate()
         reg.wait(timeout=15)
+
+
+def _run(*argv: str) -> bytes:
+    """Run an OCI client command; on failure, fail with its stderr."""
+    res = subprocess.run(argv, capture_output=True, timeout=60)
+    assert res.returncode == 0, f"{' '.join(argv)} -> {res.returncode}\n{res.stderr.decode(errors='replace')}"
+    return res.stdout
+
+
+def test_push_to_a_registry_keeps_the_digest(image, wasm, tmp_path, skopeo, registry):
+    dest = f"docker://{registry}/certbound:{TAG}"
+    _run(skopeo, "copy", "--dest-tls-verify=false", f"oci:{image.layout}:{TAG}", dest)
+    raw = _run(skopeo, "inspect", "--raw", "--tls-verify=false", dest)
+    assert "sha256:" + sha(raw) == image.manifest_digest  # = WasmPlugin.sha256
+    # Pulled by digest (oci://host/certbound@sha256:...), the same manifest.
+    raw = _run(skopeo, "inspect", "--raw", "--tls-verify=false",
+               f"docker://{registry}/certbound@{image.manifest_digest}")
+    assert "sha256:" + sha(raw) == image.manifest_digest
+    back = tmp_path / "pulled"
+    _run(skopeo, "copy", "--src-tls-verify=false", dest, f"oci:{back}:{TAG}")
+    assert oci.extract_plugin(oci.read_image(back, TAG)) == wasm
