@@ -1,0 +1,8 @@
+//! DPoP (RFC 9449): proof-of-possession of a key, per request, for access
+//! tokens bound to that key's thumbprint (`cnf.jkt`).
+
+pub mod challenge;
+pub mod error;
+
+pub use challenge::{challenge, challenge_for};
+pub use error::{DpopError, ErrorCode};
