@@ -3,6 +3,7 @@
 
 pub mod challenge;
 pub mod error;
+pub mod htu;
 
 pub use challenge::{challenge, challenge_for};
 pub use error::{DpopError, ErrorCode};
