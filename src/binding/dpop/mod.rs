@@ -4,6 +4,8 @@
 pub mod challenge;
 pub mod error;
 pub mod htu;
+pub mod jwk;
 
 pub use challenge::{challenge, challenge_for};
 pub use error::{DpopError, ErrorCode};
+pub use jwk::{PublicJwk, TokenJkt, public_jwk};
