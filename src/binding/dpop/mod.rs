@@ -5,7 +5,9 @@ pub mod challenge;
 pub mod error;
 pub mod htu;
 pub mod jwk;
+pub mod nonce;
 
 pub use challenge::{challenge, challenge_for};
 pub use error::{DpopError, ErrorCode};
 pub use jwk::{PublicJwk, TokenJkt, public_jwk};
+pub use nonce::Nonce;
