@@ -6,8 +6,10 @@ pub mod error;
 pub mod htu;
 pub mod jwk;
 pub mod nonce;
+pub mod replay;
 
 pub use challenge::{challenge, challenge_for};
 pub use error::{DpopError, ErrorCode};
 pub use jwk::{PublicJwk, TokenJkt, public_jwk};
 pub use nonce::Nonce;
+pub use replay::{ReplayKey, ReplayStore};
