@@ -221,11 +221,6 @@ pub fn verify_proof(input: &ProofInput<'_>) -> Result<VerifiedProof, DpopError> 
     }
     let header = decode_object(header_b64, "malformed DPoP proof header")?;
     let claims = decode_object(claims_b64, "malformed DPoP proof claims")?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .ok_or(DpopError::Malformed("malformed DPoP proof signature"))?;
 
     // 4-5. Header.
     if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
@@ -248,6 +243,11 @@ pub fn verify_proof(input: &ProofInput<'_>) -> Result<VerifiedProof, DpopError> 
         .get("jwk")
         .ok_or(DpopError::KeyInvalid("DPoP proof has no jwk"))?;
     let key = public_jwk(jwk, alg)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature_b64)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or(DpopError::Malformed("malformed DPoP proof signature"))?;
     if !key.verify(signing_input.as_bytes(), &signature) {
         return Err(DpopError::BadSignature);
     }
