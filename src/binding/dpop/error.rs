@@ -92,35 +92,6 @@ impl ErrorCode {
 }
 
 impl DpopError {
-    /// Every variant, one `Malformed` and one `KeyInvalid` standing for
-    /// their kind.
-    pub const ALL: [DpopError; 24] = [
-        DpopError::Missing,
-        DpopError::Multiple,
-        DpopError::TooLarge,
-        DpopError::Malformed("x"),
-        DpopError::WrongType,
-        DpopError::UnsupportedAlgorithm,
-        DpopError::AlgorithmNotAllowed,
-        DpopError::KeyInvalid("x"),
-        DpopError::PrivateKeyInJwk,
-        DpopError::SymmetricKey,
-        DpopError::KeyAlgorithmMismatch,
-        DpopError::BadSignature,
-        DpopError::MethodMismatch,
-        DpopError::UriMismatch,
-        DpopError::Stale,
-        DpopError::IssuedInFuture,
-        DpopError::MissingAth,
-        DpopError::AccessTokenHashMismatch,
-        DpopError::KeyMismatch,
-        DpopError::UnboundToken,
-        DpopError::NonceRequired,
-        DpopError::NonceInvalid,
-        DpopError::Replayed,
-        DpopError::BelowReplayHorizon,
-    ];
-
     /// Every value [`DpopError::reason`] can return, for metric definitions.
     pub const REASONS: [&'static str; 24] = [
         "dpop_missing",
@@ -239,10 +210,39 @@ impl std::error::Error for DpopError {}
 mod tests {
     use super::*;
 
+    /// Every variant, one `Malformed` and one `KeyInvalid` standing for
+    /// their kind.
+    const ALL: [DpopError; 24] = [
+        DpopError::Missing,
+        DpopError::Multiple,
+        DpopError::TooLarge,
+        DpopError::Malformed("x"),
+        DpopError::WrongType,
+        DpopError::UnsupportedAlgorithm,
+        DpopError::AlgorithmNotAllowed,
+        DpopError::KeyInvalid("x"),
+        DpopError::PrivateKeyInJwk,
+        DpopError::SymmetricKey,
+        DpopError::KeyAlgorithmMismatch,
+        DpopError::BadSignature,
+        DpopError::MethodMismatch,
+        DpopError::UriMismatch,
+        DpopError::Stale,
+        DpopError::IssuedInFuture,
+        DpopError::MissingAth,
+        DpopError::AccessTokenHashMismatch,
+        DpopError::KeyMismatch,
+        DpopError::UnboundToken,
+        DpopError::NonceRequired,
+        DpopError::NonceInvalid,
+        DpopError::Replayed,
+        DpopError::BelowReplayHorizon,
+    ];
+
     #[test]
     fn reasons_are_listed_unique_and_snake_case() {
         let mut seen = std::collections::HashSet::new();
-        for e in DpopError::ALL {
+        for e in ALL {
             let r = e.reason();
             assert!(DpopError::REASONS.contains(&r), "{r}");
             assert!(seen.insert(r), "{r} twice");
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn descriptions_are_header_safe() {
-        for e in DpopError::ALL {
+        for e in ALL {
             let d = e.description();
             assert!(!d.is_empty());
             assert!(

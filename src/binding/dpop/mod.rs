@@ -6,7 +6,7 @@
 //! the host. [`verify_proof`] runs the checks of RFC 9449 §4.3 on the
 //! `DPoP` request header; the [`replay::ReplayStore`] then makes each proof
 //! count once (§11.1), and [`nonce`] issues and checks stateless server
-//! nonces (§8-9). [`challenge`] writes the `WWW-Authenticate: DPoP`
+//! nonces (§8-9). [`challenge()`] writes the `WWW-Authenticate: DPoP`
 //! answer (§7.1).
 
 pub mod challenge;
@@ -32,7 +32,7 @@ use crate::jose::json::parse_object;
 use crate::jose::jwk::Alg;
 
 /// Upper bound on a `DPoP` header value, in bytes, checked before
-/// anything is decoded. A proof with an RSA-4096 `jwk` is under 2 KiB.
+/// anything is decoded. A proof with an RSA-4096 `jwk` is about 2 KiB.
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 /// Upper bound on a proof's `jti`, in bytes.
 pub const MAX_JTI_BYTES: usize = 256;
@@ -136,7 +136,7 @@ impl DpopConfig {
 }
 
 /// What a proof is checked against.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ProofInput<'a> {
     /// Every `DPoP` header value of the request, in order.
     pub proofs: &'a [&'a str],
@@ -154,6 +154,23 @@ pub struct ProofInput<'a> {
     pub config: &'a DpopConfig,
     /// Unix seconds.
     pub now: i64,
+}
+
+/// Without the proofs and the access token: nothing here leaks credentials
+/// into a log.
+impl core::fmt::Debug for ProofInput<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ProofInput")
+            .field("proofs", &self.proofs.len())
+            .field("method", &self.method)
+            .field("origin", &self.origin)
+            .field("path", &self.path)
+            .field("access_token", &self.access_token.map(|_| "<redacted>"))
+            .field("token_jkt", &self.token_jkt)
+            .field("config", &self.config)
+            .field("now", &self.now)
+            .finish()
+    }
 }
 
 /// A proof that passed every check of [`verify_proof`].
