@@ -1,6 +1,7 @@
 //! RFC 8705 certificate binding: the client certificate's SHA-256
 //! thumbprint, and its comparison with the token's `cnf.x5t#S256`.
 
+pub mod dpop;
 pub mod forwarded;
 
 use base64::Engine as _;
