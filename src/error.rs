@@ -1,13 +1,17 @@
 //! The one error type of a request decision, and its mapping to an HTTP
-//! answer (RFC 6750 §3, RFC 8705 §3).
+//! answer (RFC 6750 §3, RFC 8705 §3, RFC 9449 §7, RFC 9728 §5.1).
 //!
 //! Every denial the filter can produce is a variant of [`AuthError`]. The
-//! single function [`AuthError::response`] turns it into a status code and a
-//! `WWW-Authenticate` challenge, and [`AuthError::reason`] names the metric
-//! that counts it. Nothing here ever carries token bytes: descriptions are
-//! static strings, safe to log and to put in a header.
+//! single function [`AuthError::response`] turns it into a status code and
+//! the `WWW-Authenticate` challenges of the schemes the route accepts, and
+//! [`AuthError::reason`] names the metric that counts it. Nothing here ever
+//! carries token bytes: descriptions are static strings, safe to log and to
+//! put in a header.
 
 use core::fmt;
+
+use crate::binding::dpop::{DpopError, ErrorCode, challenge as dpop_challenge};
+use crate::jose::alg::Alg;
 
 /// Why a request was denied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +75,8 @@ pub enum AuthError {
     InactiveToken,
     /// The introspection endpoint failed: down, slow, an error or garbage.
     IntrospectionFailed,
+    /// A DPoP check failed (RFC 9449).
+    Dpop(DpopError),
     /// The host failed us (for example, no clock). Fails closed.
     Internal,
 }
@@ -79,9 +85,33 @@ pub enum AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub status: u32,
-    /// The `WWW-Authenticate` challenge; `None` when the denial is not about
-    /// the token (a 500).
-    pub www_authenticate: Option<String>,
+    /// The `WWW-Authenticate` challenges, one header each; none when the
+    /// denial is not about the token (a 500).
+    pub www_authenticate: Vec<String>,
+}
+
+/// The schemes a denied request could have used, which its answer
+/// challenges (RFC 9110 §11.6.1: one challenge per scheme).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schemes<'a> {
+    /// `Bearer` tokens are accepted.
+    pub bearer: bool,
+    /// DPoP-bound tokens are accepted, with proofs by these algorithms.
+    pub dpop: Option<&'a [Alg]>,
+    /// The request sent its token with the `DPoP` scheme.
+    pub dpop_used: bool,
+    /// RFC 9728 §5.1: where the protected-resource metadata is.
+    pub resource_metadata: Option<&'a str>,
+}
+
+impl Schemes<'_> {
+    /// `Bearer` alone, without metadata.
+    pub const BEARER: Schemes<'static> = Schemes {
+        bearer: true,
+        dpop: None,
+        dpop_used: false,
+        resource_metadata: None,
+    };
 }
 
 impl AuthError {
@@ -114,11 +144,17 @@ impl AuthError {
             AuthError::KeysUnavailable => "keys_unavailable",
             AuthError::InactiveToken => "inactive",
             AuthError::IntrospectionFailed => "introspection_failed",
+            AuthError::Dpop(e) => e.reason(),
             AuthError::Internal => "internal",
         }
     }
 
-    /// Every value [`AuthError::reason`] can return, for metric definitions.
+    /// Every value [`AuthError::reason`] can return.
+    pub fn reasons() -> impl Iterator<Item = &'static str> {
+        AuthError::REASONS.into_iter().chain(DpopError::REASONS)
+    }
+
+    /// The reasons of the variants other than [`AuthError::Dpop`].
     pub const REASONS: [&'static str; 19] = [
         "missing_token",
         "invalid_request",
@@ -171,55 +207,126 @@ impl AuthError {
             AuthError::KeysUnavailable => "signing keys unavailable",
             AuthError::InactiveToken => "token is not active",
             AuthError::IntrospectionFailed => "token introspection failed",
+            AuthError::Dpop(e) => e.description(),
             AuthError::Internal => "internal error",
         }
     }
 
-    /// The HTTP answer for this denial: RFC 6750 §3 challenge and status.
+    /// The HTTP answer for this denial: its status, and a challenge for
+    /// each scheme the request could have used (RFC 6750 §3, RFC 9449 §7).
     ///
-    /// * no token: 401 and a bare `Bearer` challenge (§3.1: no error code);
+    /// * no token: 401 and a bare challenge per scheme (RFC 6750 §3.1: no
+    ///   error code);
     /// * a request with several tokens: 400 `invalid_request`;
     /// * missing scopes: 403 `insufficient_scope` with the `scope` needed;
     /// * the filter's own failure (no clock from the host): 500 and no
     ///   challenge, since nothing is wrong with the token (still closed);
+    /// * a failed DPoP check: 401 and the `DPoP` challenge with its error
+    ///   (`invalid_dpop_proof`, `use_dpop_nonce` or `invalid_token`);
     /// * everything else, including RFC 8705 binding failures: 401
     ///   `invalid_token`.
-    pub fn response(&self) -> Denial {
-        let (status, www_authenticate) = match self {
-            AuthError::MissingToken => (401, Some("Bearer".to_string())),
-            AuthError::MultipleTokens => (
-                400,
-                Some(challenge("invalid_request", self.description(), None)),
-            ),
-            AuthError::InsufficientScope { required } => (
-                403,
-                Some(challenge(
-                    "insufficient_scope",
-                    self.description(),
-                    Some(required),
-                )),
-            ),
-            AuthError::Internal => (500, None),
-            _ => (
-                401,
-                Some(challenge("invalid_token", self.description(), None)),
-            ),
+    ///
+    /// The error goes on the challenge of the scheme the request used (or
+    /// `DPoP` for a DPoP check); the other scheme's challenge is bare.
+    pub fn response(&self, schemes: &Schemes<'_>) -> Denial {
+        let status = match self {
+            AuthError::Internal => {
+                return Denial {
+                    status: 500,
+                    www_authenticate: Vec::new(),
+                };
+            }
+            AuthError::MultipleTokens => 400,
+            AuthError::InsufficientScope { .. } => 403,
+            _ => 401,
         };
+        let scope = match self {
+            AuthError::InsufficientScope { required } => Some(required.as_str()),
+            _ => None,
+        };
+        let error = match self {
+            AuthError::MissingToken => None,
+            AuthError::MultipleTokens => Some((ErrorCode::InvalidRequest, self.description())),
+            AuthError::InsufficientScope { .. } => {
+                Some((ErrorCode::InsufficientScope, self.description()))
+            }
+            AuthError::Dpop(e) => Some((e.error_code(), e.description())),
+            _ => Some((ErrorCode::InvalidToken, self.description())),
+        };
+        let on_dpop = match self {
+            AuthError::Dpop(_) => true,
+            _ => schemes.dpop_used || !schemes.bearer,
+        };
+        let mut challenges = Vec::new();
+        if schemes.bearer || schemes.dpop.is_none() {
+            let error = if on_dpop && schemes.dpop.is_some() {
+                None
+            } else {
+                error
+            };
+            challenges.push(bearer_challenge(error, scope, schemes.resource_metadata));
+        }
+        if let Some(algs) = schemes.dpop {
+            let error = if on_dpop { error } else { None };
+            challenges.push(dpop_challenge_with(
+                algs,
+                error,
+                scope,
+                schemes.resource_metadata,
+            ));
+        }
         Denial {
             status,
-            www_authenticate,
+            www_authenticate: challenges,
         }
     }
 }
 
-/// `Bearer error="…", error_description="…"[, scope="…"]`. The description
-/// is a static string from [`AuthError::description`]; scopes come from the
-/// validated config, whose scope tokens cannot hold `"` or `\` (RFC 6749 §3.3).
-fn challenge(code: &str, description: &str, scope: Option<&str>) -> String {
-    let mut s = format!("Bearer error=\"{code}\", error_description=\"{description}\"");
+/// `Bearer error="…", error_description="…"[, scope="…"]`, or a bare
+/// `Bearer`. The description is a static string from
+/// [`AuthError::description`]; scopes come from the validated config, whose
+/// scope tokens cannot hold `"` or `\` (RFC 6749 §3.3); the metadata URL
+/// too holds neither.
+fn bearer_challenge(
+    error: Option<(ErrorCode, &str)>,
+    scope: Option<&str>,
+    resource_metadata: Option<&str>,
+) -> String {
+    let mut params = Vec::new();
+    if let Some((code, description)) = error {
+        params.push(format!("error=\"{}\"", code.as_str()));
+        params.push(format!("error_description=\"{description}\""));
+    }
+    if let Some(scope) = scope {
+        params.push(format!("scope=\"{scope}\""));
+    }
+    if let Some(url) = resource_metadata {
+        params.push(format!("resource_metadata=\"{url}\""));
+    }
+    if params.is_empty() {
+        "Bearer".to_string()
+    } else {
+        format!("Bearer {}", params.join(", "))
+    }
+}
+
+/// `DPoP algs="…"[, error="…", error_description="…"][, scope="…"]`
+/// `[, resource_metadata="…"]` (RFC 9449 §7.1).
+fn dpop_challenge_with(
+    algs: &[Alg],
+    error: Option<(ErrorCode, &str)>,
+    scope: Option<&str>,
+    resource_metadata: Option<&str>,
+) -> String {
+    let mut s = dpop_challenge(algs, error);
     if let Some(scope) = scope {
         s.push_str(", scope=\"");
         s.push_str(scope);
+        s.push('"');
+    }
+    if let Some(url) = resource_metadata {
+        s.push_str(", resource_metadata=\"");
+        s.push_str(url);
         s.push('"');
     }
     s
@@ -245,17 +352,20 @@ mod tests {
 
     #[test]
     fn missing_token_has_bare_challenge() {
-        let d = AuthError::MissingToken.response();
+        let d = AuthError::MissingToken.response(&Schemes::BEARER);
         assert_eq!(d.status, 401);
-        assert_eq!(d.www_authenticate.as_deref(), Some("Bearer"));
+        assert_eq!(
+            d.www_authenticate.first().map(String::as_str),
+            Some("Bearer")
+        );
     }
 
     #[test]
     fn invalid_token_challenge() {
-        let d = AuthError::BindingMismatch.response();
+        let d = AuthError::BindingMismatch.response(&Schemes::BEARER);
         assert_eq!(d.status, 401);
         assert_eq!(
-            d.www_authenticate.as_deref(),
+            d.www_authenticate.first().map(String::as_str),
             Some(
                 "Bearer error=\"invalid_token\", error_description=\"certificate binding mismatch\""
             )
@@ -264,17 +374,18 @@ mod tests {
 
     #[test]
     fn internal_failure_is_a_500_without_challenge() {
-        let d = AuthError::Internal.response();
+        let d = AuthError::Internal.response(&Schemes::BEARER);
         assert_eq!(d.status, 500);
-        assert_eq!(d.www_authenticate, None);
+        assert!(d.www_authenticate.is_empty());
     }
 
     #[test]
     fn multiple_tokens_is_invalid_request() {
-        let d = AuthError::MultipleTokens.response();
+        let d = AuthError::MultipleTokens.response(&Schemes::BEARER);
         assert_eq!(d.status, 400);
         assert!(
             d.www_authenticate
+                .first()
                 .is_some_and(|c| c.starts_with("Bearer error=\"invalid_request\""))
         );
     }
@@ -284,14 +395,65 @@ mod tests {
         let d = AuthError::InsufficientScope {
             required: "orders:read orders:write".into(),
         }
-        .response();
+        .response(&Schemes::BEARER);
         assert_eq!(d.status, 403);
         assert_eq!(
-            d.www_authenticate.as_deref(),
+            d.www_authenticate.first().map(String::as_str),
             Some(
                 "Bearer error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"orders:read orders:write\""
             )
         );
+    }
+
+    const ALGS: [Alg; 2] = [Alg::ES256, Alg::EdDSA];
+
+    /// RFC 9449 §7.1: with both schemes accepted, a 401 challenges both;
+    /// the error goes on the scheme the request used, or on `DPoP` for a
+    /// failed proof; RFC 9728 §5.1 names the metadata on each.
+    #[test]
+    fn both_schemes_are_challenged() {
+        let both = Schemes {
+            bearer: true,
+            dpop: Some(&ALGS),
+            dpop_used: false,
+            resource_metadata: Some("https://api.example.com/.well-known/oauth-protected-resource"),
+        };
+        let d = AuthError::MissingToken.response(&both);
+        assert_eq!(
+            d.www_authenticate,
+            [
+                "Bearer resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"",
+                "DPoP algs=\"ES256 EdDSA\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"",
+            ]
+        );
+        let d = AuthError::Expired.response(&both);
+        assert!(d.www_authenticate[0].starts_with("Bearer error=\"invalid_token\""));
+        assert!(d.www_authenticate[1].starts_with("DPoP algs=\"ES256 EdDSA\", resource_metadata"));
+        let d = AuthError::Expired.response(&Schemes {
+            dpop_used: true,
+            ..both
+        });
+        assert!(d.www_authenticate[0].starts_with("Bearer resource_metadata"));
+        assert!(
+            d.www_authenticate[1].starts_with("DPoP algs=\"ES256 EdDSA\", error=\"invalid_token\"")
+        );
+        let d = AuthError::Dpop(DpopError::Replayed).response(&both);
+        assert_eq!(d.status, 401);
+        assert!(
+            d.www_authenticate[1].starts_with(
+                "DPoP algs=\"ES256 EdDSA\", error=\"invalid_dpop_proof\", error_description=\"DPoP proof replayed\""
+            )
+        );
+        let d = AuthError::Dpop(DpopError::NonceRequired).response(&both);
+        assert!(d.www_authenticate[1].contains("error=\"use_dpop_nonce\""));
+        // DPoP required: no Bearer challenge at all.
+        let d = AuthError::MissingToken.response(&Schemes {
+            bearer: false,
+            dpop: Some(&ALGS),
+            dpop_used: false,
+            resource_metadata: None,
+        });
+        assert_eq!(d.www_authenticate, ["DPoP algs=\"ES256 EdDSA\""]);
     }
 
     #[test]
@@ -327,10 +489,11 @@ mod tests {
             AuthError::KeysUnavailable,
             AuthError::InactiveToken,
             AuthError::IntrospectionFailed,
+            AuthError::Dpop(DpopError::Replayed),
             AuthError::Internal,
         ];
         for e in all {
-            assert!(AuthError::REASONS.contains(&e.reason()), "{:?}", e);
+            assert!(AuthError::reasons().any(|r| r == e.reason()), "{:?}", e);
             let d = e.description();
             assert!(
                 d.bytes()

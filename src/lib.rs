@@ -20,7 +20,7 @@ mod jose;
 mod policy;
 mod wasm;
 
-pub use error::{AuthError, Denial};
+pub use error::{AuthError, Denial, Schemes};
 pub use headers::{RequestHeaders, encode_abi};
 
 pub use policy::route::{HeaderMatcher, HeaderTest, StringMatch, StringMatcher};
@@ -50,6 +50,12 @@ pub use jose::crypto::eddsa::Ed25519Key;
 pub use jose::crypto::rsa::{Hash, RsaKey};
 pub use jose::json::parse_object;
 pub use jose::jwk::{Alg, JwksError, KeySet, MAX_KEYS, SkippedKey};
+
+/// DPoP (RFC 9449): proofs, server nonces and the replay store.
+pub use binding::dpop::{
+    DpopConfig, DpopError, ErrorCode, Nonce, NonceConfig, ProofInput, ReplayKey, ReplayStore,
+    TokenJkt, VerifiedProof, public_jwk, verify_proof,
+};
 
 /// Sender binding: certificate thumbprints and where certificates come from.
 pub use binding::forwarded::{

@@ -74,7 +74,7 @@ fn run_cached(
 fn denied(d: &Decision) -> Option<&AuthError> {
     match d {
         Decision::Deny { error, .. } => Some(error),
-        Decision::Allow(_) | Decision::Introspect { .. } => None,
+        Decision::Allow(_) | Decision::Introspect { .. } | Decision::Metadata => None,
     }
 }
 
@@ -83,6 +83,7 @@ fn allowed(d: Decision) -> Allowed {
         Decision::Allow(a) => a,
         Decision::Deny { error, .. } => panic!("denied: {error:?}"),
         Decision::Introspect { .. } => panic!("wants introspection"),
+        Decision::Metadata => panic!("answered with the metadata"),
     }
 }
 
@@ -723,7 +724,12 @@ fn subjects_must_match_the_sub_claim() {
                 allowed(d);
             } else {
                 assert_eq!(denied(&d), Some(&AuthError::WrongSubject), "{m}");
-                assert_eq!(AuthError::WrongSubject.response().status, 401);
+                assert_eq!(
+                    AuthError::WrongSubject
+                        .response(&certbound::Schemes::BEARER)
+                        .status,
+                    401
+                );
                 assert_eq!(AuthError::WrongSubject.reason(), "wrong_subject");
             }
         }

@@ -14,11 +14,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use certbound::binding::Thumbprint;
-use certbound::binding::dpop::{
+use certbound::Alg;
+use certbound::Thumbprint;
+use certbound::{
     DpopConfig, DpopError, Nonce, NonceConfig, ProofInput, ReplayStore, VerifiedProof, verify_proof,
 };
-use certbound::jose::jwk::Alg;
 
 fn vectors() -> Value {
     serde_json::from_str(include_str!("vectors/dpop/dpop.json")).unwrap()

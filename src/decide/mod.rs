@@ -5,6 +5,7 @@
 //! Pure: the request facts, the client certificate and `now` come in; a
 //! [`Decision`] comes out. A host applies it.
 
+pub mod binding;
 pub mod cache;
 pub mod claims;
 pub mod extract;
@@ -20,6 +21,7 @@ pub use request::{ClientCertificate, HeaderOp, MAX_HEADER_VALUE_BYTES, Request, 
 
 use crate::error::AuthError;
 use crate::policy::{Policy, ProviderId, RuleMatch};
+use binding::ProofUse;
 use extract::find_token;
 use requirement::{Checker, Unmet, check_scopes, tolerates_failure};
 use upstream::{strip_output_headers, upstream_ops};
@@ -32,6 +34,9 @@ pub struct Allowed {
     pub cors_preflight: bool,
     /// Applied in order.
     pub ops: Vec<HeaderOp>,
+    /// The DPoP proof the token was accepted with: the host checks it was
+    /// not seen before.
+    pub dpop: Option<ProofUse>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +48,9 @@ pub enum Decision {
         token: String,
     },
     Allow(Allowed),
+    /// A request for the RFC 9728 protected-resource metadata: answered
+    /// with the policy's document.
+    Metadata,
     Deny {
         error: AuthError,
         /// The provider the token was routed to, when known.
@@ -58,11 +66,17 @@ pub fn decide(
     cert: &mut dyn ClientCertificate,
     now: i64,
 ) -> Decision {
+    if let Some(m) = &policy.resource_metadata
+        && is_metadata_request(req, &m.path)
+    {
+        return Decision::Metadata;
+    }
     if policy.bypass_cors_preflight && is_cors_preflight(req) {
         return Decision::Allow(Allowed {
             provider: None,
             cors_preflight: true,
             ops: strip_output_headers(policy),
+            dpop: None,
         });
     }
     let (requirement, scopes) = match policy.rule_for(req.path, req.headers) {
@@ -88,7 +102,7 @@ pub fn decide(
         }
     };
 
-    let mut checker = Checker::new(policy, verifier, found.as_ref(), cert, now);
+    let mut checker = Checker::new(policy, verifier, found.as_ref(), req, cert, now);
     let outcome = match requirement {
         None => checker.any_provider(),
         Some(r) => checker.evaluate(r),
@@ -141,12 +155,14 @@ pub fn decide(
     let mut ops = strip_output_headers(policy);
     if let (Some(v), Some(f)) = (&verified, &found) {
         let p = policy.provider(v.token.provider);
-        upstream_ops(policy, p, &v.token, v.thumbprint, f, req, &mut ops);
+        upstream_ops(policy, p, &v.token, v.bound.thumbprint, f, req, &mut ops);
     }
+    let dpop = verified.as_ref().and_then(|v| v.bound.proof);
     Decision::Allow(Allowed {
         provider: verified.map(|v| v.token.provider),
         cors_preflight: false,
         ops,
+        dpop,
     })
 }
 
@@ -155,7 +171,16 @@ fn allow_unchecked(policy: &Policy) -> Decision {
         provider: None,
         cors_preflight: false,
         ops: strip_output_headers(policy),
+        dpop: None,
     })
+}
+
+/// RFC 9728 §3.1: a `GET` (or `HEAD`) of the metadata path, whatever the
+/// query.
+fn is_metadata_request(req: Request<'_>, path: &str) -> bool {
+    let method = req.headers.values(":method").next().unwrap_or("");
+    let request_path = req.path.split(['?', '#']).next().unwrap_or("");
+    matches!(method, "GET" | "HEAD") && request_path == path
 }
 
 /// A CORS preflight (Fetch standard, "CORS-preflight request"): `OPTIONS`

@@ -4,17 +4,16 @@
 use serde_json::Value;
 use std::sync::Arc;
 
-use crate::binding::forwarded::CertificateSource;
-use crate::binding::{Confirmation, Thumbprint};
+use crate::decide::binding::{Bound, Sender, check_binding};
 use crate::decide::cache::{token_digest, verify_cached};
 use crate::decide::claims::{Audiences, check_claims};
 use crate::decide::extract::Found;
 use crate::decide::introspect::{self, Introspected, IntrospectionCache};
-use crate::decide::request::{ClientCertificate, Verifier};
+use crate::decide::request::{ClientCertificate, Request, Verifier};
 use crate::decide::token::{Rejection, VerifiedToken};
 use crate::decide::verify;
 use crate::error::AuthError;
-use crate::policy::{BindingMode, Policy, Provider, ProviderId, Requirement, TokenFormat};
+use crate::policy::{Policy, Provider, ProviderId, Requirement, TokenFormat};
 
 /// Why a requirement is not met: an error to answer with, or a token that
 /// must be introspected (RFC 7662) before anything can be said of it.
@@ -69,13 +68,14 @@ pub fn tolerates_failure(r: &Requirement) -> bool {
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub token: Arc<VerifiedToken>,
-    pub thumbprint: Option<Thumbprint>,
+    pub bound: Bound,
 }
 
 pub struct Checker<'p, 'r, 'c> {
     pub policy: &'p Policy,
     pub verifier: Verifier<'p>,
     pub found: Option<&'r Found<'r>>,
+    pub req: Request<'r>,
     pub cert: &'c mut dyn ClientCertificate,
     pub now: i64,
     /// The token is verified at most once against its providers' own
@@ -92,6 +92,7 @@ impl<'p, 'r, 'c> Checker<'p, 'r, 'c> {
         policy: &'p Policy,
         verifier: Verifier<'p>,
         found: Option<&'r Found<'r>>,
+        req: Request<'r>,
         cert: &'c mut dyn ClientCertificate,
         now: i64,
     ) -> Self {
@@ -99,6 +100,7 @@ impl<'p, 'r, 'c> Checker<'p, 'r, 'c> {
             policy,
             verifier,
             found,
+            req,
             cert,
             now,
             result: None,
@@ -238,9 +240,15 @@ impl<'p, 'r, 'c> Checker<'p, 'r, 'c> {
             return Err(routed(AuthError::MissingToken).into());
         }
         let source = policy.certificate_source(id);
-        let thumbprint =
-            check_binding(provider, &token, source, &mut *self.cert).map_err(routed)?;
-        Ok(Accepted { token, thumbprint })
+        let sender = Sender {
+            req: self.req,
+            found,
+            source,
+            cert: &mut *self.cert,
+            now: self.now,
+        };
+        let bound = check_binding(provider, &token, sender).map_err(routed)?;
+        Ok(Accepted { token, bound })
     }
 }
 
@@ -306,37 +314,6 @@ fn introspected(
                 times,
             )))
         }
-    }
-}
-
-/// RFC 8705 §3: a token with `cnf.x5t#S256` is accepted only from a client
-/// whose certificate has that SHA-256 thumbprint. Under `required`, a token
-/// without it is refused. A `cnf` with only other confirmation methods
-/// (for example DPoP's `jkt`, RFC 9449) cannot be checked here and is refused.
-fn check_binding(
-    provider: &Provider,
-    token: &VerifiedToken,
-    source: &CertificateSource,
-    cert: &mut dyn ClientCertificate,
-) -> Result<Option<Thumbprint>, AuthError> {
-    let expected = match token.confirmation {
-        Confirmation::Absent => {
-            return match provider.binding {
-                BindingMode::Required => Err(AuthError::MissingBinding),
-                BindingMode::WhenPresent => Ok(None),
-            };
-        }
-        Confirmation::X5tS256(t) => t,
-        Confirmation::OtherMethod => return Err(AuthError::MissingBinding),
-        Confirmation::Malformed => return Err(AuthError::MalformedBinding),
-    };
-    let presented = cert
-        .thumbprint(source)
-        .ok_or(AuthError::NoClientCertificate)?;
-    if presented.ct_eq(&expected) {
-        Ok(Some(presented))
-    } else {
-        Err(AuthError::BindingMismatch)
     }
 }
 

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::binding::Confirmation;
+use crate::binding::dpop::TokenJkt;
 use crate::error::AuthError;
 use crate::policy::ProviderId;
 
@@ -18,8 +19,10 @@ pub struct VerifiedToken {
     pub payload_b64: String,
     /// `exp`, `nbf` and `iat`, read when the token was verified.
     pub times: Times,
-    /// The `cnf` claim, read when the token was verified.
+    /// The `cnf` claim's `x5t#S256`, read when the token was verified.
     pub confirmation: Confirmation,
+    /// The `cnf` claim's `jkt` (RFC 9449 §6), read when it was verified.
+    pub jkt: TokenJkt,
 }
 
 impl VerifiedToken {
@@ -33,6 +36,7 @@ impl VerifiedToken {
         VerifiedToken {
             provider,
             confirmation: Confirmation::of_claims(&claims),
+            jkt: TokenJkt::of_claims(&claims),
             claims,
             payload_b64,
             times,

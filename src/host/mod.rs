@@ -4,6 +4,7 @@
 
 pub mod jwks_fetch;
 pub mod peer;
+pub mod replay;
 pub mod runtime;
 pub mod stats;
 

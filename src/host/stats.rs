@@ -27,6 +27,10 @@ pub struct Metrics {
     pub cache_miss: Option<u32>,
     pub untrusted_header: Option<u32>,
     cors_preflight_bypassed: Option<u32>,
+    /// Requests allowed with a DPoP proof (RFC 9449).
+    pub dpop_accepted: Option<u32>,
+    /// `DPoP-Nonce` headers sent (RFC 9449 §9).
+    pub dpop_nonce_issued: Option<u32>,
     reasons: HashMap<&'static str, u32>,
     providers: Vec<ProviderMetrics>,
 }
@@ -37,7 +41,14 @@ impl Metrics {
         let counter =
             |name: &str| host.define_metric(MetricKind::Counter, &format!("{root}.{name}"));
         let mut reasons = HashMap::new();
-        for r in AuthError::REASONS {
+        // The DPoP reasons only where DPoP is configured.
+        let dpop = policy.providers.iter().any(|p| p.dpop.is_some());
+        let listed: Vec<&'static str> = if dpop {
+            AuthError::reasons().collect()
+        } else {
+            AuthError::REASONS.to_vec()
+        };
+        for r in listed {
             if let Some(id) = counter(&format!("denied.{r}")) {
                 reasons.insert(r, id);
             }
@@ -68,6 +79,8 @@ impl Metrics {
             cache_miss: counter("cache_miss"),
             untrusted_header: counter("untrusted_certificate_header"),
             cors_preflight_bypassed: counter("cors_preflight_bypassed"),
+            dpop_accepted: dpop.then(|| counter("dpop.accepted")).flatten(),
+            dpop_nonce_issued: dpop.then(|| counter("dpop.nonce_issued")).flatten(),
             reasons,
             providers,
         }
@@ -93,13 +106,16 @@ impl Metrics {
             Decision::Allow(a) => {
                 Self::bump(host, self.allowed, 1);
                 Self::bump(host, self.provider(a.provider).allowed, 1);
+                if a.dpop.is_some() {
+                    Self::bump(host, self.dpop_accepted, 1);
+                }
             }
             Decision::Deny { error, provider } => {
                 Self::bump(host, self.denied, 1);
                 Self::bump(host, self.reasons.get(error.reason()).copied(), 1);
                 Self::bump(host, self.provider(*provider).denied, 1);
             }
-            Decision::Introspect { .. } => {}
+            Decision::Introspect { .. } | Decision::Metadata => {}
         }
     }
 }

@@ -12,6 +12,7 @@ use jwt_simple::prelude::*;
 use std::collections::HashSet;
 
 use crate::error::AuthError;
+pub use crate::jose::alg::Alg;
 use crate::jose::crypto::ecdsa::{Es256Key, Es384Key};
 use crate::jose::crypto::eddsa::Ed25519Key;
 use crate::jose::crypto::rsa::{Hash, RsaKey};
@@ -22,70 +23,6 @@ pub const MAX_JWKS_BYTES: usize = 512 * 1024;
 pub const MAX_KEYS: usize = 64;
 /// Upper bound on a `kid`, in bytes.
 pub const MAX_KID_BYTES: usize = 256;
-
-/// The signature algorithms certbound verifies (RFC 7518 §3.1, RFC 8037 §3.1,
-/// RFC 9864 §2.2). `none` and the HMAC family are deliberately absent
-/// (RFC 8725 §3.1-3.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
-#[non_exhaustive]
-pub enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    /// Polymorphic EdDSA (RFC 8037), deprecated by RFC 9864 §4.1.2 but
-    /// what most issuers still send; certbound verifies it with Ed25519 keys.
-    EdDSA,
-    /// Fully-specified Ed25519 (RFC 9864 §2.2).
-    Ed25519,
-}
-
-impl Alg {
-    pub const ALL: [Alg; 10] = [
-        Alg::RS256,
-        Alg::RS384,
-        Alg::RS512,
-        Alg::PS256,
-        Alg::PS384,
-        Alg::PS512,
-        Alg::ES256,
-        Alg::ES384,
-        Alg::EdDSA,
-        Alg::Ed25519,
-    ];
-    const RSA: [Alg; 6] = [
-        Alg::RS256,
-        Alg::RS384,
-        Alg::RS512,
-        Alg::PS256,
-        Alg::PS384,
-        Alg::PS512,
-    ];
-
-    /// The JWS `alg` name. Matching is exact and case-sensitive (RFC 7515 §4.1.1).
-    pub fn from_name(name: &str) -> Option<Alg> {
-        Alg::ALL.into_iter().find(|a| a.name() == name)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::RS256 => "RS256",
-            Alg::RS384 => "RS384",
-            Alg::RS512 => "RS512",
-            Alg::PS256 => "PS256",
-            Alg::PS384 => "PS384",
-            Alg::PS512 => "PS512",
-            Alg::ES256 => "ES256",
-            Alg::ES384 => "ES384",
-            Alg::EdDSA => "EdDSA",
-            Alg::Ed25519 => "Ed25519",
-        }
-    }
-}
 
 /// The key material of a [`VerifyingKey`], one kind per verifier.
 #[derive(Debug, Clone)]

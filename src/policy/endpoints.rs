@@ -135,7 +135,7 @@ pub(crate) fn introspection(
     if r.client_id.is_empty() {
         return Err(err(format!("{at}.client_id"), "must not be empty"));
     }
-    let client_secret = client_secret(&format!("{at}.client_secret"), r.client_secret, env)?;
+    let client_secret = secret(&format!("{at}.client_secret"), r.client_secret, env)?;
     let cache_ms = duration_ms(
         &format!("{at}.cache_duration"),
         r.cache_duration.as_deref(),
@@ -155,8 +155,9 @@ pub(crate) fn introspection(
     })
 }
 
-/// `client_secret`: a plain string or a data source, not empty.
-fn client_secret(at: &str, s: RawSecret, env: &dyn Environment) -> Result<String, ConfigError> {
+/// A secret (`client_secret`, a DPoP nonce secret): a plain string or a
+/// data source, not empty.
+pub(crate) fn secret(at: &str, s: RawSecret, env: &dyn Environment) -> Result<String, ConfigError> {
     let secret = match s {
         RawSecret::Inline(s) => s,
         RawSecret::Source(src) => data_source(at, src, env)?,

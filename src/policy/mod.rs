@@ -13,9 +13,11 @@
 //! - `error`: [`ConfigError`].
 
 mod certificate;
+mod dpop;
 mod endpoints;
 mod error;
 mod id;
+mod metadata;
 mod provider;
 mod raw;
 mod requirement;
@@ -26,7 +28,7 @@ mod validate;
 pub use error::ConfigError;
 pub use id::ProviderId;
 pub use types::{
-    BindingMode, Environment, Introspection, JwksSource, MAX_CLOCK_SKEW, MAX_CONFIG_BYTES,
+    BindingMode, Dpop, Environment, Introspection, JwksSource, MAX_CLOCK_SKEW, MAX_CONFIG_BYTES,
     MAX_JWT_CACHE_SIZE, MAX_MAX_TOKEN_BYTES, Policy, Provider, RemoteJwks, Requirement, RuleMatch,
     TokenFormat, TokenSource, normalize_media_type,
 };

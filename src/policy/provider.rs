@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::jose::jwk::Alg;
 use crate::policy::certificate::certificate_source;
+use crate::policy::dpop;
 use crate::policy::endpoints::{self, duration_ms};
 use crate::policy::error::{ConfigError, err, header_name};
 use crate::policy::raw::{
@@ -53,8 +54,19 @@ pub(crate) fn provider(
     }
     let introspects = introspection.is_some();
     let jwks = jwks_source(at, rp.local_jwks, rp.remote_jwks, introspects, env)?;
-    let sources = token_sources(at, rp.from_headers, rp.from_params, rp.from_cookies)?;
     let clock_skew = clock_skew(at, rp.clock_skew_seconds)?;
+    let dpop = rp
+        .dpop
+        .map(|d| dpop::dpop(&format!("{at}.dpop"), d, clock_skew, env))
+        .transpose()?;
+    let mut sources = token_sources(at, rp.from_headers, rp.from_params, rp.from_cookies)?;
+    if dpop.is_some() {
+        // RFC 9449 §7.1: `Authorization: DPoP <token>`.
+        let dpop_scheme = TokenSource::dpop_authorization();
+        if !sources.contains(&dpop_scheme) {
+            sources.push(dpop_scheme);
+        }
+    }
     let binding = rp
         .certificate_binding
         .map_or(BindingMode::Required, |Named(b)| b);
@@ -104,6 +116,7 @@ pub(crate) fn provider(
         subjects,
         token_types,
         algorithms,
+        dpop,
     })
 }
 

@@ -48,6 +48,8 @@ pub(crate) struct RawConfig {
     pub(crate) bypass_cors_preflight: Option<bool>,
     #[serde(default)]
     pub(crate) stat_prefix: Option<String>,
+    #[serde(default)]
+    pub(crate) resource_metadata: Option<RawResourceMetadata>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +125,57 @@ pub(crate) struct RawProvider {
     pub(crate) introspection: Option<RawIntrospection>,
     #[serde(default)]
     pub(crate) token_format: Option<Named<TokenFormat>>,
+    #[serde(default)]
+    pub(crate) dpop: Option<RawDpop>,
+}
+
+/// A provider's `dpop` block (RFC 9449).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDpop {
+    #[serde(default)]
+    pub(crate) required: Option<bool>,
+    #[serde(default)]
+    pub(crate) max_age: Option<String>,
+    #[serde(default)]
+    pub(crate) algorithms: Option<Vec<Named<Alg>>>,
+    #[serde(default)]
+    pub(crate) nonce: Option<RawDpopNonce>,
+    #[serde(default)]
+    pub(crate) origin: Option<String>,
+}
+
+/// Server nonces: the secret that makes them (and the one before it, during
+/// a rotation), and how long a nonce is accepted.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDpopNonce {
+    pub(crate) secret: RawSecret,
+    #[serde(default)]
+    pub(crate) previous_secret: Option<RawSecret>,
+    #[serde(default)]
+    pub(crate) lifetime: Option<String>,
+}
+
+impl core::fmt::Debug for RawDpopNonce {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RawDpopNonce { .. }")
+    }
+}
+
+/// The top-level `resource_metadata` block (RFC 9728).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResourceMetadata {
+    pub(crate) resource: String,
+    #[serde(default)]
+    pub(crate) authorization_servers: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) path: Option<String>,
+    #[serde(default)]
+    pub(crate) scopes_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) resource_name: Option<String>,
 }
 
 #[derive(Deserialize)]

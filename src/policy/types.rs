@@ -5,6 +5,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::binding::dpop::DpopConfig;
 use crate::binding::forwarded::CertificateSource;
 use crate::headers::RequestHeaders;
 use crate::jose::jwk::{Alg, KeySet, SkippedKey};
@@ -40,6 +41,22 @@ pub enum TokenSource {
     Param(String),
     /// A cookie.
     Cookie(String),
+}
+
+impl TokenSource {
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1).
+    pub fn dpop_authorization() -> TokenSource {
+        TokenSource::Header {
+            name: "authorization".into(),
+            prefix: "DPoP ".into(),
+        }
+    }
+
+    /// Whether a token found here was sent with the DPoP scheme.
+    pub fn is_dpop_scheme(&self) -> bool {
+        matches!(self, TokenSource::Header { name, prefix }
+            if name == "authorization" && prefix.eq_ignore_ascii_case("dpop "))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +167,8 @@ pub struct Provider {
     pub client_certificate: Option<CertificateSource>,
     pub introspection: Option<Introspection>,
     pub token_format: TokenFormat,
+    /// DPoP (RFC 9449): accepted, or required, when configured.
+    pub dpop: Option<Dpop>,
 }
 
 impl Provider {
@@ -212,6 +231,8 @@ pub struct Policy {
     /// Where this filter's stats live: `certbound.` or
     /// `certbound.<stat_prefix>.` (jwt_authn's `stat_prefix`).
     pub stats_root: String,
+    /// RFC 9728 protected-resource metadata, served by certbound itself.
+    pub resource_metadata: Option<ResourceMetadata>,
 }
 
 impl Policy {
@@ -291,4 +312,23 @@ pub fn normalize_media_type(t: &str) -> String {
         Some(rest) => rest.to_string(),
         None => lower,
     }
+}
+
+/// A provider's DPoP settings: how proofs are checked, and the origin they
+/// name in `htu` when it is pinned.
+#[derive(Debug, Clone)]
+pub struct Dpop {
+    pub config: DpopConfig,
+    /// `scheme://authority` clients reach the API at; `None`: the request's
+    /// own `:scheme` and `:authority`.
+    pub origin: Option<String>,
+}
+
+/// RFC 9728 metadata: where it is served, the URL challenges name, and the
+/// JSON document itself (made once, at configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceMetadata {
+    pub path: String,
+    pub url: String,
+    pub document: String,
 }

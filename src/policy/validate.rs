@@ -7,6 +7,7 @@ use crate::binding::forwarded::CertificateSource;
 use crate::policy::certificate::certificate_source;
 use crate::policy::error::{ConfigError, err};
 use crate::policy::id::ProviderId;
+use crate::policy::metadata;
 use crate::policy::provider::provider;
 use crate::policy::raw::{RawConfig, RawProvider};
 use crate::policy::requirement::rule;
@@ -43,6 +44,19 @@ pub(crate) fn policy(raw: RawConfig, env: &dyn Environment) -> Result<Policy, Co
     let output_headers = output_headers(&providers.list, &client_certificate);
     no_rule_on_output_headers(&rules, &output_headers)?;
     let introspects = providers.list.iter().any(|p| p.introspection.is_some());
+    let scopes: Vec<String> = {
+        let mut s: Vec<String> = rules
+            .iter()
+            .flat_map(|r| r.required_scopes.iter().cloned())
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    let resource_metadata = raw
+        .resource_metadata
+        .map(|m| metadata::resource_metadata(m, &providers.list, &scopes))
+        .transpose()?;
     let stats_root = match raw.stat_prefix {
         None => "certbound".to_string(),
         Some(p) => format!("certbound.{}", stat_prefix(&p)?),
@@ -58,6 +72,7 @@ pub(crate) fn policy(raw: RawConfig, env: &dyn Environment) -> Result<Policy, Co
         output_headers,
         bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(false),
         stats_root,
+        resource_metadata,
     })
 }
 

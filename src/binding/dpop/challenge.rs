@@ -1,7 +1,7 @@
 //! The `WWW-Authenticate: DPoP ...` challenge (RFC 9449 §7.1).
 
 use super::error::{DpopError, ErrorCode};
-use crate::jose::jwk::Alg;
+use crate::jose::alg::Alg;
 
 /// `DPoP algs="ES256 PS256", error="...", error_description="..."`.
 ///

@@ -53,8 +53,11 @@ pub enum DpopError {
     /// The proof's key is not the one the token is bound to (`cnf.jkt`,
     /// RFC 9449 §6.1, §4.3 step 12).
     KeyMismatch,
-    /// DPoP is required and the token carries no `cnf.jkt`.
+    /// The token carries no `cnf.jkt` while DPoP is required, or it was
+    /// sent with the `DPoP` scheme (RFC 9449 §7.1).
     UnboundToken,
+    /// A DPoP-bound token sent with the `Bearer` scheme (RFC 9449 §7.2).
+    BearerScheme,
     /// Nonces are required and the proof has no `nonce` (RFC 9449 §9).
     NonceRequired,
     /// The `nonce` is not one this server issued, or it expired.
@@ -79,6 +82,10 @@ pub enum ErrorCode {
     /// RFC 6750 §3.1: the token is not usable with this proof (RFC 9449
     /// §7.1 uses it for a key binding mismatch).
     InvalidToken,
+    /// RFC 6750 §3.1: the token lacks a scope the route needs.
+    InsufficientScope,
+    /// RFC 6750 §3.1: the request is malformed (several tokens).
+    InvalidRequest,
 }
 
 impl ErrorCode {
@@ -87,13 +94,15 @@ impl ErrorCode {
             ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidRequest => "invalid_request",
         }
     }
 }
 
 impl DpopError {
     /// Every value [`DpopError::reason`] can return, for metric definitions.
-    pub const REASONS: [&'static str; 24] = [
+    pub const REASONS: [&'static str; 25] = [
         "dpop_missing",
         "dpop_multiple",
         "dpop_too_large",
@@ -114,6 +123,7 @@ impl DpopError {
         "dpop_ath_mismatch",
         "dpop_key_mismatch",
         "dpop_unbound_token",
+        "dpop_bearer_scheme",
         "dpop_nonce_required",
         "dpop_nonce_invalid",
         "dpop_replayed",
@@ -143,6 +153,7 @@ impl DpopError {
             DpopError::AccessTokenHashMismatch => "dpop_ath_mismatch",
             DpopError::KeyMismatch => "dpop_key_mismatch",
             DpopError::UnboundToken => "dpop_unbound_token",
+            DpopError::BearerScheme => "dpop_bearer_scheme",
             DpopError::NonceRequired => "dpop_nonce_required",
             DpopError::NonceInvalid => "dpop_nonce_invalid",
             DpopError::Replayed => "dpop_replayed",
@@ -173,6 +184,7 @@ impl DpopError {
             DpopError::AccessTokenHashMismatch => "DPoP proof ath does not match the access token",
             DpopError::KeyMismatch => "DPoP key binding mismatch",
             DpopError::UnboundToken => "access token is not DPoP-bound",
+            DpopError::BearerScheme => "DPoP-bound token sent with the Bearer scheme",
             DpopError::NonceRequired => "DPoP proof nonce required",
             DpopError::NonceInvalid => "DPoP proof nonce invalid or expired",
             DpopError::Replayed => "DPoP proof replayed",
@@ -187,7 +199,9 @@ impl DpopError {
     pub fn error_code(&self) -> ErrorCode {
         match self {
             DpopError::NonceRequired | DpopError::NonceInvalid => ErrorCode::UseDpopNonce,
-            DpopError::KeyMismatch | DpopError::UnboundToken => ErrorCode::InvalidToken,
+            DpopError::KeyMismatch | DpopError::UnboundToken | DpopError::BearerScheme => {
+                ErrorCode::InvalidToken
+            }
             _ => ErrorCode::InvalidDpopProof,
         }
     }
@@ -212,7 +226,7 @@ mod tests {
 
     /// Every variant, one `Malformed` and one `KeyInvalid` standing for
     /// their kind.
-    const ALL: [DpopError; 24] = [
+    const ALL: [DpopError; 25] = [
         DpopError::Missing,
         DpopError::Multiple,
         DpopError::TooLarge,
@@ -233,6 +247,7 @@ mod tests {
         DpopError::AccessTokenHashMismatch,
         DpopError::KeyMismatch,
         DpopError::UnboundToken,
+        DpopError::BearerScheme,
         DpopError::NonceRequired,
         DpopError::NonceInvalid,
         DpopError::Replayed,

@@ -19,10 +19,10 @@ use sha2::{Digest, Sha256};
 
 use super::error::DpopError;
 use crate::binding::Thumbprint;
+use crate::jose::alg::Alg;
 use crate::jose::crypto::ecdsa::{Es256Key, Es384Key};
 use crate::jose::crypto::eddsa::Ed25519Key;
 use crate::jose::crypto::rsa::{Hash, RsaKey};
-use crate::jose::jwk::Alg;
 
 /// JWK members that only a private or symmetric key has.
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -53,11 +53,6 @@ impl PublicJwk {
     /// The RFC 7638 SHA-256 thumbprint of the key (`cnf.jkt`).
     pub fn thumbprint(&self) -> Thumbprint {
         self.thumbprint
-    }
-
-    /// The algorithm the key was imported for.
-    pub fn alg(&self) -> Alg {
-        self.alg
     }
 
     /// Whether `signature` (the decoded JWS signature) is valid for

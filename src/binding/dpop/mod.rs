@@ -18,7 +18,7 @@ pub mod replay;
 
 pub use challenge::{challenge, challenge_for};
 pub use error::{DpopError, ErrorCode};
-pub use jwk::{PublicJwk, TokenJkt, public_jwk};
+pub use jwk::{TokenJkt, public_jwk};
 pub use nonce::Nonce;
 pub use replay::{ReplayKey, ReplayStore};
 
@@ -28,8 +28,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::binding::Thumbprint;
+use crate::jose::alg::Alg;
 use crate::jose::json::parse_object;
-use crate::jose::jwk::Alg;
 
 /// Upper bound on a `DPoP` header value, in bytes, checked before
 /// anything is decoded. A proof with an RSA-4096 `jwk` is about 2 KiB.
@@ -40,8 +40,6 @@ pub const MAX_JTI_BYTES: usize = 256;
 pub const DEFAULT_MAX_AGE_SECS: u64 = 60;
 /// Default of [`DpopConfig::clock_skew_secs`].
 pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 5;
-/// Default of [`NonceConfig::lifetime_secs`].
-pub const DEFAULT_NONCE_LIFETIME_SECS: u64 = 300;
 /// The largest NumericDate accepted for `iat`: 2^53 − 1 s.
 const MAX_NUMERIC_DATE: i64 = (1 << 53) - 1;
 
@@ -329,11 +327,6 @@ pub fn verify_proof(input: &ProofInput<'_>) -> Result<VerifiedProof, DpopError> 
         jkt,
         refresh_nonce,
     })
-}
-
-/// `ath` for an access token: base64url of its SHA-256 (RFC 9449 §4.2).
-pub fn ath_of(access_token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes()))
 }
 
 /// base64url without padding, then a JSON object with unique member names.

@@ -67,10 +67,6 @@ impl ReplayKey {
 /// An entry, in eviction order: by `iat`, then key.
 type Entry = (i64, ReplayKey);
 
-/// The default number of entries: 24 bytes each when encoded, about
-/// 98 KB.
-pub const DEFAULT_CAPACITY: usize = 4096;
-
 /// Format tag of [`ReplayStore::encode`].
 const MAGIC: &[u8; 4] = b"CBR1";
 /// Bytes of an encoded entry: `iat` (i64 big-endian), then the key.

@@ -8,7 +8,7 @@ use crate::decide::cache::token_digest;
 use crate::decide::introspect;
 use crate::error::AuthError;
 use crate::host::Host;
-use crate::host::runtime::{PendingIntrospection, Step, Vm, now_ms, request_path};
+use crate::host::runtime::{PendingIntrospection, Step, Vm, now_ms};
 use crate::policy::ProviderId;
 
 impl Vm {
@@ -80,12 +80,11 @@ impl Vm {
                     ),
                 );
                 let headers = host.request_headers();
-                let path = request_path(&headers);
                 let failed = Decision::Deny {
                     error: AuthError::IntrospectionFailed,
                     provider: Some(pending.provider),
                 };
-                self.apply(host, path, failed);
+                self.apply(host, &headers, failed);
             }
         }
     }

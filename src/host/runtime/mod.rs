@@ -18,12 +18,14 @@ use crate::decide::cache::{TokenCache, TokenDigest};
 use crate::decide::introspect::IntrospectionCache;
 use crate::decide::keys::KeyRing;
 use crate::decide::{self, Decision, HeaderOp, Request, Verifier};
-use crate::error::AuthError;
+use crate::error::{AuthError, Schemes};
 use crate::headers::RequestHeaders;
 use crate::host::Host;
 use crate::host::jwks_fetch::{self, FetchState, RemoteSlot};
 use crate::host::peer::PeerCertificate;
+use crate::host::replay;
 use crate::host::stats::Metrics;
+use crate::jose::alg::Alg;
 use crate::jose::jwk::SkippedKey;
 use crate::policy::{JwksSource, Policy, ProviderId};
 
@@ -72,6 +74,11 @@ pub struct Vm {
     waiters: Vec<Waiter>,
     /// Our own JWKS fetches in flight: call token → provider.
     calls: HashMap<u32, ProviderId>,
+    /// The proof algorithms of every provider with DPoP, for challenges
+    /// that name no provider.
+    dpop_algs: Vec<Alg>,
+    /// The longest DPoP window of any provider: how long proofs are kept.
+    dpop_window: u64,
 }
 
 fn now_ms(host: &dyn Host) -> Option<u64> {
@@ -116,6 +123,21 @@ impl Vm {
                 host.record_metric(id, keys.len() as u64);
             }
         }
+        let mut dpop_algs: Vec<Alg> = Vec::new();
+        for d in policy.providers.iter().filter_map(|p| p.dpop.as_ref()) {
+            for alg in &d.config.algorithms {
+                if !dpop_algs.contains(alg) {
+                    dpop_algs.push(*alg);
+                }
+            }
+        }
+        let dpop_window = policy
+            .providers
+            .iter()
+            .filter_map(|p| p.dpop.as_ref())
+            .map(|d| d.config.window_secs())
+            .max()
+            .unwrap_or(0);
         let cache = TokenCache::new(policy.jwt_cache_size);
         let introspection = IntrospectionCache::new(policy.jwt_cache_size.max(64));
         let vm = Vm {
@@ -130,6 +152,8 @@ impl Vm {
             thumbprints: ThumbprintCache::default(),
             waiters: Vec::new(),
             calls: HashMap::new(),
+            dpop_algs,
+            dpop_window,
         };
         if vm.has_remote() {
             // Fetch on the first tick: clusters are not usable during configure.
@@ -210,7 +234,7 @@ impl Vm {
                 error: AuthError::Internal,
                 provider: None,
             };
-            return self.apply(host, path, denial);
+            return self.apply(host, &headers, denial);
         };
         let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         let mut cert = PeerCertificate {
@@ -294,18 +318,52 @@ impl Vm {
                     error: AuthError::IntrospectionFailed,
                     provider: Some(*provider),
                 };
-                return self.apply(host, path, failed);
+                return self.apply(host, &headers, failed);
             }
-            return self.apply(host, path, decision);
+            return self.apply(host, &headers, decision);
         }
     }
 
-    fn apply(&self, host: &dyn Host, path: &str, decision: Decision) -> Step {
+    fn apply(&self, host: &dyn Host, headers: &RequestHeaders, decision: Decision) -> Step {
+        let now = now_ms(host).map_or(0, |ms| i64::try_from(ms / 1000).unwrap_or(i64::MAX));
+        // A DPoP proof counts once (RFC 9449 §11.1): recorded before the
+        // request goes on, refused if it was seen.
+        let decision = match decision {
+            Decision::Allow(allowed) if allowed.dpop.is_some() => {
+                let seen = allowed
+                    .dpop
+                    .map(|p| replay::check_and_record(host, &p, self.dpop_window, now));
+                match seen {
+                    Some(Err(error)) => Decision::Deny {
+                        error,
+                        provider: allowed.provider,
+                    },
+                    _ => Decision::Allow(allowed),
+                }
+            }
+            other => other,
+        };
         self.metrics.record(host, &decision);
         match decision {
             Decision::Introspect { .. } => {
                 // `process` never applies this; fail closed if it ever did.
                 host.send_response(500, &[], b"certbound: internal error\n");
+                Step::Responded
+            }
+            Decision::Metadata => {
+                let body = self
+                    .policy
+                    .resource_metadata
+                    .as_ref()
+                    .map_or("", |m| m.document.as_str());
+                host.send_response(
+                    200,
+                    &[
+                        ("content-type", "application/json"),
+                        ("cache-control", "max-age=300"),
+                    ],
+                    body.as_bytes(),
+                );
                 Step::Responded
             }
             Decision::Allow(allowed) => {
@@ -318,34 +376,90 @@ impl Vm {
                 Step::Continue
             }
             Decision::Deny { error, provider } => {
-                let provider = provider.map_or("-", |p| self.provider_name(p));
-                host.log(
-                    log::Level::Debug,
-                    &format!(
-                        "certbound: denied {} provider={provider} reason={} ({error})",
-                        path.split('?').next().unwrap_or(""),
-                        error.reason(),
-                    ),
-                );
-                let denial = error.response();
-                let challenge = denial
-                    .www_authenticate
-                    .as_deref()
-                    .map(|c| ("www-authenticate", c));
-                let headers: Vec<(&str, &str)> = challenge
-                    .into_iter()
-                    .chain([
-                        ("content-type", "text/plain"),
-                        ("cache-control", "no-store"),
-                    ])
-                    .collect();
-                host.send_response(
-                    denial.status,
-                    &headers,
-                    format!("{}\n", error.description()).as_bytes(),
-                );
+                self.deny(host, headers, &error, provider, now);
                 Step::Responded
             }
+        }
+    }
+
+    /// Answers a denied request: its status, the challenge of each scheme
+    /// it could have used, and, when a DPoP proof lacked a valid nonce, a
+    /// fresh `DPoP-Nonce` (RFC 9449 §9).
+    fn deny(
+        &self,
+        host: &dyn Host,
+        headers: &RequestHeaders,
+        error: &AuthError,
+        provider: Option<ProviderId>,
+        now: i64,
+    ) {
+        let path = request_path(headers);
+        let name = provider.map_or("-", |p| self.provider_name(p));
+        host.log(
+            log::Level::Debug,
+            &format!(
+                "certbound: denied {} provider={name} reason={} ({error})",
+                path.split('?').next().unwrap_or(""),
+                error.reason(),
+            ),
+        );
+        let dpop_used = headers
+            .values("authorization")
+            .any(|v| v.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("dpop ")));
+        let denial = error.response(&self.schemes(provider, dpop_used));
+        let nonce = match error {
+            AuthError::Dpop(e) if e.wants_nonce() => provider
+                .and_then(|p| self.policy.provider(p).dpop.as_ref())
+                .and_then(|d| d.config.nonce.as_ref())
+                .map(|n| n.issue(now)),
+            _ => None,
+        };
+        if nonce.is_some() {
+            Metrics::bump(host, self.metrics.dpop_nonce_issued, 1);
+        }
+        let mut out: Vec<(&str, &str)> = denial
+            .www_authenticate
+            .iter()
+            .map(|c| ("www-authenticate", c.as_str()))
+            .collect();
+        if let Some(n) = &nonce {
+            out.push(("dpop-nonce", n));
+        }
+        out.push(("content-type", "text/plain"));
+        out.push(("cache-control", "no-store"));
+        host.send_response(
+            denial.status,
+            &out,
+            format!("{}\n", error.description()).as_bytes(),
+        );
+    }
+
+    /// The schemes a denial challenges: those of the provider the token was
+    /// routed to, or, when none is known, of every provider.
+    fn schemes(&self, provider: Option<ProviderId>, dpop_used: bool) -> Schemes<'_> {
+        let resource_metadata = self
+            .policy
+            .resource_metadata
+            .as_ref()
+            .map(|m| m.url.as_str());
+        let (bearer, dpop) = match provider.map(|p| self.policy.provider(p)) {
+            Some(p) => (
+                !p.dpop.as_ref().is_some_and(|d| d.config.required),
+                p.dpop.as_ref().map(|d| d.config.algorithms.as_slice()),
+            ),
+            None => (
+                self.policy
+                    .providers
+                    .iter()
+                    .any(|p| !p.dpop.as_ref().is_some_and(|d| d.config.required)),
+                (!self.dpop_algs.is_empty()).then_some(self.dpop_algs.as_slice()),
+            ),
+        };
+        Schemes {
+            bearer,
+            dpop,
+            dpop_used,
+            resource_metadata,
         }
     }
 
