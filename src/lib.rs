@@ -11,6 +11,8 @@ pub mod config;
 pub mod decision;
 pub mod ecdsa;
 pub mod eddsa;
+#[cfg(not(target_arch = "wasm32"))]
+mod envoy_native;
 pub mod error;
 pub mod filter;
 pub mod forwarded;
