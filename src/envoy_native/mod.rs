@@ -13,6 +13,10 @@
 //!   once at program init.
 
 pub mod abi;
+#[cfg(test)]
+mod fake_envoy;
+#[cfg(test)]
+mod tests;
 
 use core::ffi::{c_char, c_void};
 use std::ffi::CStr;
@@ -155,7 +159,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             }
         }
     };
-    catch_unwind(build).unwrap_or_else(|_| {
+    config_guarded(build)
+}
+
+/// Runs a configuration hook body; a panic refuses the configuration.
+fn config_guarded(build: impl FnOnce() -> HttpFilterConfigModulePtr) -> HttpFilterConfigModulePtr {
+    catch_unwind(AssertUnwindSafe(build)).unwrap_or_else(|_| {
         log(
             abi::LOG_CRITICAL,
             "certbound: panic in configuration; refused",
