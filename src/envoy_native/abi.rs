@@ -185,7 +185,9 @@ pub const ATTR_CONNECTION_DNS_SAN_PEER_CERTIFICATE: AttributeId = 35;
 pub const ATTR_CONNECTION_URI_SAN_PEER_CERTIFICATE: AttributeId = 37;
 /// `connection.sha256_peer_certificate_digest`: lowercase hex of the
 /// SHA-256 of the client certificate's DER, i.e. RFC 8705's `x5t#S256`
-/// before base64url.
+/// before base64url. On a TLS connection without a client certificate
+/// Envoy 1.40 answers `true` with an empty string: empty means no
+/// certificate.
 pub const ATTR_CONNECTION_SHA256_PEER_CERTIFICATE_DIGEST: AttributeId = 38;
 
 /// `envoy_dynamic_module_type_on_http_filter_request_headers_status` (and
