@@ -1,7 +1,8 @@
 //! Per-request cost accounting of the filter, natively: host calls and heap
 //! allocations of one `on_http_request_headers`, driven through the
-//! filter's public [`Host`] trait with a counting fake host (the same seam
-//! the native tests use). Deterministic counts, not times.
+//! filter's public `Host` trait with [`FakeHost`], which counts host calls
+//! and the bytes copied in (the fake host the native tests use).
+//! Deterministic counts, not times.
 //!
 //!     cargo bench --bench profile                 # the table
 //!     cargo bench --bench profile -- --loop 2000  # N requests, for callgrind
@@ -19,19 +20,15 @@
 )]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certbound::IntrospectionCache;
 use certbound::KeyRing;
 use certbound::Request;
+use certbound::RequestHeaders;
 use certbound::TokenCache;
 use certbound::Verifier;
-use certbound::{CertboundRoot, Host, MetricKind};
-use certbound::{RequestHeaders, encode_abi};
+use certbound::{CertboundRoot, FakeHost};
 use certbound::{ThumbprintCache, thumbprint_of_pem};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::Action;
@@ -81,129 +78,6 @@ fn per_call<R>(n: u64, mut f: impl FnMut() -> R) -> (f64, f64) {
     }
     let (a1, b1) = allocs();
     ((a1 - a0) as f64 / n as f64, (b1 - b0) as f64 / n as f64)
-}
-
-// ---------------------------------------------------------------------------
-// Counting host.
-// ---------------------------------------------------------------------------
-
-#[derive(Default)]
-struct State {
-    config: Vec<u8>,
-    headers: Vec<(String, String)>,
-    cert: Vec<u8>,
-    /// `connection.sha256_peer_certificate_digest`, as Envoy gives it.
-    digest: Vec<u8>,
-    now: u64,
-    calls: BTreeMap<&'static str, u64>,
-    /// Bytes copied from the host into the filter.
-    bytes_in: u64,
-}
-
-#[derive(Clone, Default)]
-struct CountingHost(Rc<RefCell<State>>);
-
-impl CountingHost {
-    fn count(&self, name: &'static str) {
-        *self.0.borrow_mut().calls.entry(name).or_default() += 1;
-    }
-    fn add_bytes(&self, n: usize) {
-        self.0.borrow_mut().bytes_in += n as u64;
-    }
-    fn reset(&self) {
-        let mut s = self.0.borrow_mut();
-        s.calls.clear();
-        s.bytes_in = 0;
-    }
-}
-
-impl Host for CountingHost {
-    fn plugin_configuration(&self) -> Option<Vec<u8>> {
-        self.count("get_buffer(plugin_configuration)");
-        Some(self.0.borrow().config.clone())
-    }
-    fn env_var(&self, _name: &str) -> Option<String> {
-        self.count("env_var");
-        None
-    }
-    fn now(&self) -> Option<SystemTime> {
-        self.count("get_current_time");
-        Some(UNIX_EPOCH + Duration::from_secs(self.0.borrow().now))
-    }
-    fn request_headers(&self) -> RequestHeaders {
-        self.count("get_map(request_headers)");
-        // As Envoy hands them over: one buffer in the ABI's map form.
-        let bytes = encode_abi(&self.0.borrow().headers);
-        self.add_bytes(bytes.len());
-        RequestHeaders::from_abi(bytes).unwrap()
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        if path == ["connection", "sha256_peer_certificate_digest"] {
-            self.count("get_property(connection.sha256_peer_certificate_digest)");
-            let d = self.0.borrow().digest.clone();
-            self.add_bytes(d.len());
-            Some(d)
-        } else if path == ["connection", "peer_certificate"] {
-            self.count("get_property(connection.peer_certificate)");
-            let c = self.0.borrow().cert.clone();
-            self.add_bytes(c.len());
-            Some(c)
-        } else {
-            self.count("get_property(other)");
-            None
-        }
-    }
-    fn set_request_header(&self, _name: &str, _value: Option<&str>) {
-        self.count("set_map_value(request_headers)");
-    }
-    fn send_response(&self, _status: u32, _headers: &[(&str, &str)], _body: &[u8]) {
-        self.count("send_http_response");
-    }
-    fn resume_request(&self) {
-        self.count("resume_http_request");
-    }
-    fn set_effective_context(&self, _context_id: u32) -> bool {
-        self.count("set_effective_context");
-        true
-    }
-    fn shared_data(&self, _key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        self.count("get_shared_data");
-        (None, None)
-    }
-    fn set_shared_data(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> bool {
-        self.count("set_shared_data");
-        true
-    }
-    fn dispatch_http_call(
-        &self,
-        _cluster: &str,
-        _headers: &[(&str, &str)],
-        _body: Option<&[u8]>,
-        _timeout: Duration,
-    ) -> Option<u32> {
-        self.count("dispatch_http_call");
-        None
-    }
-    fn http_call_response(&self, _body_size: usize) -> (Option<String>, Option<Vec<u8>>) {
-        self.count("get_http_call_response");
-        (None, None)
-    }
-    fn set_tick_period(&self, _period: Duration) {
-        self.count("set_tick_period");
-    }
-    fn define_metric(&self, _kind: MetricKind, _name: &str) -> Option<u32> {
-        self.count("define_metric");
-        Some(1)
-    }
-    fn increment_metric(&self, _id: u32, _by: i64) {
-        self.count("increment_metric");
-    }
-    fn record_metric(&self, _id: u32, _value: u64) {
-        self.count("record_metric");
-    }
-    fn log(&self, _level: log::Level, _message: &str) {
-        self.count("log");
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -258,32 +132,34 @@ fn headers(token: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// A configured root context on its own counting host.
-fn root(
-    v: &Value,
-    jwt_cache_size: usize,
-    cert: &[u8],
-) -> (CertboundRoot<CountingHost>, CountingHost) {
-    let host = CountingHost::default();
-    {
-        let mut s = host.0.borrow_mut();
-        s.config = config_json(v, jwt_cache_size).into_bytes();
-        s.now = v["now"].as_u64().unwrap();
-        s.cert = cert.to_vec();
-        s.digest = v["sha256_hex"]["client_a"]
-            .as_str()
-            .unwrap()
-            .as_bytes()
-            .to_vec();
-    }
+/// A configured root context on its own fake host.
+fn root(v: &Value, jwt_cache_size: usize) -> (CertboundRoot<FakeHost>, FakeHost) {
+    let host = FakeHost::new()
+        .at_unix(v["now"].as_u64().unwrap())
+        .with_config(config_json(v, jwt_cache_size));
     let mut root = CertboundRoot::new(host.clone());
     assert!(root.on_configure(0), "configuration refused");
     (root, host)
 }
 
+/// Makes stream `id` the one host calls act on: client_a's connection
+/// (`cert` and Envoy's digest of it) and a request bearing `token`.
+fn stream(host: &FakeHost, id: u32, v: &Value, cert: &[u8], token: &str) {
+    let digest = v["sha256_hex"]["client_a"].as_str().unwrap();
+    let _ = host
+        .clone()
+        .on_stream(id)
+        .with_property(&["connection", "peer_certificate"], cert)
+        .with_property(
+            &["connection", "sha256_peer_certificate_digest"],
+            digest.as_bytes(),
+        )
+        .with_headers(headers(token));
+}
+
 /// One request through the filter, as Envoy drives it: a new HTTP context,
 /// its request headers, then done.
-fn request(root: &CertboundRoot<CountingHost>, id: &mut u32) {
+fn request(root: &CertboundRoot<FakeHost>, id: &mut u32) {
     *id += 1;
     let mut http = root.http_context(*id).unwrap();
     let action = http.on_http_request_headers(0, true);
@@ -318,8 +194,8 @@ fn main() {
 
     if let Some(n) = loop_n {
         // For callgrind: configure once, then N requests.
-        let (root, host) = root(&v, cache_size, encoded.as_bytes());
-        host.0.borrow_mut().headers = headers(&token_of(&alg));
+        let (root, host) = root(&v, cache_size);
+        stream(&host, 1, &v, encoded.as_bytes(), &token_of(&alg));
         for _ in 0..n {
             request(&root, &mut id);
         }
@@ -332,16 +208,13 @@ fn main() {
     println!("hands over (headers, certificate), as the proxy-wasm SDK makes them.");
     println!();
     for cache_size in [0usize, 1000] {
-        let (root, host) = root(&v, cache_size, encoded.as_bytes());
-        for alg in ["ES256", "RS256", "EdDSA"] {
-            host.0.borrow_mut().headers = headers(&token_of(alg));
+        let (root, host) = root(&v, cache_size);
+        for (n, alg) in (1..).zip(["ES256", "RS256", "EdDSA"]) {
+            stream(&host, n, &v, encoded.as_bytes(), &token_of(alg));
             request(&root, &mut id); // warm: certificate and token caches
-            host.reset();
+            host.reset_counts();
             request(&root, &mut id);
-            let (calls, bytes_in) = {
-                let s = host.0.borrow();
-                (s.calls.clone(), s.bytes_in)
-            };
+            let (calls, bytes_in) = (host.calls(), host.bytes_in());
             let total: u64 = calls.values().sum();
             let listed: Vec<String> = calls.iter().map(|(k, n)| format!("{n}× {k}")).collect();
             let (a, b) = per_call(200, || request(&root, &mut id));

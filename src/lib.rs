@@ -69,6 +69,8 @@ pub use binding::{
     percent_decode, thumbprint_of_pem,
 };
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use host::fake::{FakeHost, HttpCall, LocalResponse};
 /// Hosts: what the core asks of a proxy, and the proxy-wasm filter.
 pub use host::{Host, MetricKind, Step, Vm};
 pub use wasm::filter::CertboundRoot;

@@ -1,7 +1,8 @@
 //! The native-test shim: the filter's proxy-wasm root and HTTP contexts,
-//! driven under `cargo test` against a fake host that holds the plugin
-//! configuration, environment, request headers, connection properties, a
-//! fixed clock, and records local responses, header changes and metrics.
+//! driven under `cargo test` against `certbound::FakeHost`, which holds the
+//! plugin configuration, environment, request headers, connection
+//! properties, a fixed clock (the vectors' `now`), and records local
+//! responses, header changes, metrics and HTTP calls.
 
 // Test code: panicking on a broken fixture is the point.
 #![allow(
@@ -13,98 +14,30 @@
 
 mod common;
 
-use certbound::RequestHeaders;
-use certbound::{CertboundRoot, Host, MetricKind};
+use certbound::{CertboundRoot, FakeHost, HttpCall};
 use common::*;
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::Action;
 use serde_json::{Value, json};
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// A local response: status, headers, body.
-type LocalResponse = (u32, Vec<(String, String)>, Vec<u8>);
-
-/// A dispatched HTTP call: token, cluster, headers.
-type Call = (u32, String, Vec<(String, String)>);
-
-/// One HTTP stream as the host sees it.
-#[derive(Default, Clone)]
-struct Stream {
-    headers: Vec<(String, String)>,
-    properties: HashMap<String, Vec<u8>>,
-    response: Option<LocalResponse>,
-    resumed: bool,
+/// The fake host at the vectors' fixed `now`.
+fn host() -> FakeHost {
+    FakeHost::new().at_unix(now() as u64)
 }
 
-#[derive(Default)]
-struct State {
-    config: Option<Vec<u8>>,
-    env: HashMap<String, String>,
-    now: Option<SystemTime>,
-    /// Streams by context id; `effective` is the one host calls act on.
-    streams: HashMap<u32, Stream>,
-    effective: u32,
-    counters: Vec<(String, u64)>,
-    logs: Vec<(log::Level, String)>,
-    shared: HashMap<String, (Vec<u8>, u32)>,
-    next_cas: u32,
-    /// Dispatched HTTP calls: (token, cluster, headers).
-    calls: Vec<Call>,
-    /// What the next `http_call_response` returns.
-    call_response: (Option<String>, Option<Vec<u8>>),
-    /// Bodies of the dispatched calls, in order.
-    bodies: Vec<Option<Vec<u8>>>,
-    tick: Option<Duration>,
+/// Builders that need the vectors.
+trait Fixtures {
+    /// The plugin configuration, as JSON.
+    fn with_json(self, cfg: Value) -> Self;
+    /// The vectors' certificate `name` as the connection's peer certificate.
+    fn with_peer_cert(self, name: &str) -> Self;
+    fn with_bearer(self, t: &str) -> Self;
 }
 
-/// The fake host. Clones share state: several "VMs" (roots) made from
-/// clones of one host share its shared data, as Envoy's workers do.
-#[derive(Clone, Default)]
-struct FakeHost(Rc<RefCell<State>>);
-
-impl FakeHost {
-    fn new() -> Self {
-        let h = FakeHost::default();
-        {
-            let mut s = h.0.borrow_mut();
-            s.now = Some(UNIX_EPOCH + Duration::from_secs(now() as u64));
-            s.effective = 1;
-            s.streams.insert(1, Stream::default());
-        }
-        h
-    }
-    fn stream<R>(&self, f: impl FnOnce(&mut Stream) -> R) -> R {
-        let mut s = self.0.borrow_mut();
-        let id = s.effective;
-        f(s.streams.entry(id).or_default())
-    }
-    /// Makes `id` the current stream (a new, empty one if unknown).
-    fn on_stream(self, id: u32) -> Self {
-        {
-            let mut s = self.0.borrow_mut();
-            s.effective = id;
-            s.streams.entry(id).or_default();
-        }
-        self
-    }
-    fn with_config(self, cfg: Value) -> Self {
-        self.0.borrow_mut().config = Some(cfg.to_string().into_bytes());
-        self
-    }
-    fn with_env(self, k: &str, v: &str) -> Self {
-        self.0.borrow_mut().env.insert(k.into(), v.into());
-        self
-    }
-    fn with_property(self, path: &[&str], value: &[u8]) -> Self {
-        self.stream(|st| st.properties.insert(path.join("."), value.to_vec()));
-        self
-    }
-    fn with_header(self, k: &str, v: &str) -> Self {
-        self.stream(|st| st.headers.push((k.into(), v.into())));
-        self
+impl Fixtures for FakeHost {
+    fn with_json(self, cfg: Value) -> Self {
+        self.with_config(cfg.to_string())
     }
     fn with_peer_cert(self, name: &str) -> Self {
         let pem = cert_pem(name);
@@ -113,194 +46,11 @@ impl FakeHost {
     fn with_bearer(self, t: &str) -> Self {
         self.with_header("authorization", &format!("Bearer {t}"))
     }
-    fn advance(&self, d: Duration) {
-        let mut s = self.0.borrow_mut();
-        s.now = s.now.map(|t| t + d);
-    }
-    fn response_of(&self, id: u32) -> Option<LocalResponse> {
-        self.0
-            .borrow()
-            .streams
-            .get(&id)
-            .and_then(|st| st.response.clone())
-    }
-    fn resumed(&self, id: u32) -> bool {
-        self.0
-            .borrow()
-            .streams
-            .get(&id)
-            .is_some_and(|st| st.resumed)
-    }
-    fn response(&self) -> Option<LocalResponse> {
-        self.stream(|st| st.response.clone())
-    }
-    fn status(&self) -> Option<u32> {
-        self.response().map(|r| r.0)
-    }
-    fn challenge(&self) -> Option<String> {
-        self.response().and_then(|r| {
-            r.1.iter()
-                .find(|(k, _)| k == "www-authenticate")
-                .map(|(_, v)| v.clone())
-        })
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.stream(|st| {
-            st.headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        })
-    }
-    fn metric_names(&self) -> Vec<String> {
-        self.0
-            .borrow()
-            .counters
-            .iter()
-            .map(|(n, _)| n.clone())
-            .collect()
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        self.0
-            .borrow()
-            .counters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-            .unwrap_or(0)
-    }
-    fn logs(&self) -> String {
-        self.0
-            .borrow()
-            .logs
-            .iter()
-            .map(|(_, m)| m.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-    fn calls(&self) -> Vec<Call> {
-        self.0.borrow().calls.clone()
-    }
-    fn answer_with(&self, status: Option<&str>, body: &[u8]) {
-        self.0.borrow_mut().call_response = (status.map(str::to_string), Some(body.to_vec()));
-    }
-    fn tick(&self) -> Option<Duration> {
-        self.0.borrow().tick
-    }
 }
 
-impl Host for FakeHost {
-    fn plugin_configuration(&self) -> Option<Vec<u8>> {
-        self.0.borrow().config.clone()
-    }
-    fn env_var(&self, name: &str) -> Option<String> {
-        self.0.borrow().env.get(name).cloned()
-    }
-    fn now(&self) -> Option<SystemTime> {
-        self.0.borrow().now
-    }
-    fn request_headers(&self) -> RequestHeaders {
-        self.stream(|st| st.headers.iter().cloned().collect())
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.stream(|st| st.properties.get(&path.join(".")).cloned())
-    }
-    fn set_request_header(&self, name: &str, value: Option<&str>) {
-        self.stream(|st| {
-            st.headers.retain(|(k, _)| k != name);
-            if let Some(v) = value {
-                st.headers.push((name.into(), v.into()));
-            }
-        })
-    }
-    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-        self.stream(|st| {
-            assert!(st.response.is_none(), "two local responses");
-            st.response = Some((
-                status,
-                headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                body.to_vec(),
-            ));
-        })
-    }
-    fn resume_request(&self) {
-        self.stream(|st| st.resumed = true)
-    }
-    fn set_effective_context(&self, context_id: u32) -> bool {
-        let mut s = self.0.borrow_mut();
-        if s.streams.contains_key(&context_id) {
-            s.effective = context_id;
-            true
-        } else {
-            false
-        }
-    }
-    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.0.borrow().shared.get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
-    }
-    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        // Envoy's semantics: a CAS is checked only against an existing entry.
-        let mut s = self.0.borrow_mut();
-        if let (Some(cas), Some((_, cur))) = (cas, s.shared.get(key))
-            && cas != *cur
-        {
-            return false;
-        }
-        s.next_cas += 1;
-        let next = s.next_cas;
-        s.shared.insert(key.into(), (value.to_vec(), next));
-        true
-    }
-    fn dispatch_http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-        _timeout: Duration,
-    ) -> Option<u32> {
-        self.0.borrow_mut().bodies.push(body.map(|b| b.to_vec()));
-        let mut s = self.0.borrow_mut();
-        let token = s.calls.len() as u32 + 100;
-        s.calls.push((
-            token,
-            cluster.into(),
-            headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ));
-        Some(token)
-    }
-    fn http_call_response(&self, _body_size: usize) -> (Option<String>, Option<Vec<u8>>) {
-        self.0.borrow().call_response.clone()
-    }
-    fn set_tick_period(&self, period: Duration) {
-        self.0.borrow_mut().tick = Some(period);
-    }
-    fn define_metric(&self, _kind: MetricKind, name: &str) -> Option<u32> {
-        let mut s = self.0.borrow_mut();
-        if let Some(i) = s.counters.iter().position(|(n, _)| n == name) {
-            return Some(i as u32);
-        }
-        s.counters.push((name.into(), 0));
-        Some(s.counters.len() as u32 - 1)
-    }
-    fn increment_metric(&self, id: u32, by: i64) {
-        self.0.borrow_mut().counters[id as usize].1 += by as u64;
-    }
-    fn record_metric(&self, id: u32, value: u64) {
-        self.0.borrow_mut().counters[id as usize].1 = value;
-    }
-    fn log(&self, level: log::Level, message: &str) {
-        self.0.borrow_mut().logs.push((level, message.into()));
-    }
+/// No stream got two local responses (Envoy sends one).
+fn assert_one_response_per_stream(h: &FakeHost) {
+    assert_eq!(h.double_responses(), 0, "two local responses on a stream");
 }
 
 fn config() -> Value {
@@ -312,12 +62,14 @@ fn request(host: &FakeHost) -> Action {
     let mut root = CertboundRoot::new(host.clone());
     assert!(root.on_configure(0), "config refused: {}", host.logs());
     let mut http = root.create_http_context(1).expect("http context");
-    http.on_http_request_headers(0, true)
+    let action = http.on_http_request_headers(0, true);
+    assert_one_response_per_stream(host);
+    action
 }
 
 fn base() -> FakeHost {
-    FakeHost::new()
-        .with_config(config())
+    host()
+        .with_json(config())
         .with_header(":path", "/api")
         .with_header(":method", "GET")
 }
@@ -447,8 +199,8 @@ fn rejects_every_way_a_token_can_fail() {
 fn a_bypassed_cors_preflight_counts_as_that_alone() {
     let mut cfg = config();
     cfg["bypass_cors_preflight"] = json!(true);
-    let h = FakeHost::new()
-        .with_config(cfg)
+    let h = host()
+        .with_json(cfg)
         .with_header(":path", "/api")
         .with_header(":method", "OPTIONS")
         .with_header("origin", "https://app.example.com")
@@ -466,7 +218,7 @@ fn stat_prefix_moves_every_stat() {
     let mut cfg = config();
     cfg["stat_prefix"] = json!("edge.eu-1");
     let h = base()
-        .with_config(cfg)
+        .with_json(cfg)
         .with_peer_cert("client_a")
         .with_bearer(&token("good_ES256"));
     assert_eq!(request(&h), Action::Continue);
@@ -482,7 +234,7 @@ fn stat_prefix_moves_every_stat() {
     for bad in ["", "a..b", ".a", "a b", "a/b"] {
         let mut cfg = config();
         cfg["stat_prefix"] = json!(bad);
-        let h = base().with_config(cfg);
+        let h = base().with_json(cfg);
         let mut root = CertboundRoot::new(h.clone());
         assert!(!root.on_configure(0), "{bad:?} accepted");
         assert!(h.logs().contains("stat_prefix"), "{}", h.logs());
@@ -511,8 +263,8 @@ fn unreadable_certificate_fails_closed() {
 fn no_clock_fails_closed() {
     let h = base()
         .with_peer_cert("client_a")
-        .with_bearer(&token("good_ES256"));
-    h.0.borrow_mut().now = None;
+        .with_bearer(&token("good_ES256"))
+        .without_clock();
     let action = request(&h);
     assert_eq!(action, Action::Pause);
     // Refused, as a failure of the filter: not a verdict on the token.
@@ -522,8 +274,8 @@ fn no_clock_fails_closed() {
 
 #[test]
 fn when_present_accepts_plain_bearer_tokens() {
-    let h = FakeHost::new()
-        .with_config(
+    let h = host()
+        .with_json(
             json!({"providers": {"idp": provider(json!({"certificate_binding": "when_present"}))}}),
         )
         .with_header(":path", "/")
@@ -542,8 +294,8 @@ fn anti_spoofing_strip_and_claim_headers() {
         {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}
     ]});
     // Spoofed headers on a public route are removed.
-    let h = FakeHost::new()
-        .with_config(cfg.clone())
+    let h = host()
+        .with_json(cfg.clone())
         .with_header(":path", "/public/x")
         .with_header("x-jwt-sub", "admin")
         .with_header("x-client-thumbprint", "forged");
@@ -552,8 +304,8 @@ fn anti_spoofing_strip_and_claim_headers() {
     assert_eq!(h.header("x-client-thumbprint"), None);
     // On a protected route they are replaced by the verified values.
     let t = token("good_ES256");
-    let h = FakeHost::new()
-        .with_config(cfg)
+    let h = host()
+        .with_json(cfg)
         .with_header(":path", "/api")
         .with_header("x-jwt-sub", "admin")
         .with_peer_cert("client_a")
@@ -572,8 +324,8 @@ fn insufficient_scope_is_403() {
     let cfg = json!({"providers": {"idp": provider(json!({}))}, "rules": [
         {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}, "required_scopes": ["orders:write", "admin"]}
     ]});
-    let h = FakeHost::new()
-        .with_config(cfg)
+    let h = host()
+        .with_json(cfg)
         .with_header(":path", "/orders")
         .with_peer_cert("client_a")
         .with_bearer(&token("scoped"));
@@ -605,14 +357,13 @@ fn bad_config_is_refused_and_named() {
         (br#"{"providers":{"idp":{"issuer":"x","local_jwks":{"inline_string":"{}"},"bogus":1}}}"#.to_vec(), "providers.idp"),
         (br#"{"providers":{"idp":{"issuer":"","local_jwks":{"inline_string":"{}"}}}}"#.to_vec(), "providers.idp.issuer"),
     ] {
-        let h = FakeHost::new();
-        h.0.borrow_mut().config = Some(cfg);
+        let h = host().with_config(cfg);
         let mut root = CertboundRoot::new(h.clone());
         assert!(!root.on_configure(0));
         assert!(root.create_http_context(1).is_none());
         assert!(h.logs().contains(field), "{}", h.logs());
     }
-    let h = FakeHost::new();
+    let h = host();
     let mut root = CertboundRoot::new(h.clone());
     assert!(!root.on_configure(0), "no configuration at all");
 }
@@ -620,14 +371,14 @@ fn bad_config_is_refused_and_named() {
 #[test]
 fn jwks_from_the_vm_environment() {
     let cfg = json!({"providers": {"idp": provider(json!({"local_jwks": {"environment_variable": "CERTBOUND_JWKS"}}))}});
-    let h = FakeHost::new()
-        .with_config(cfg.clone())
+    let h = host()
+        .with_json(cfg.clone())
         .with_env("CERTBOUND_JWKS", &jwks("jwks"))
         .with_header(":path", "/")
         .with_peer_cert("client_a")
         .with_bearer(&token("good_EdDSA"));
     assert_eq!(request(&h), Action::Continue);
-    let h = FakeHost::new().with_config(cfg);
+    let h = host().with_json(cfg);
     assert!(!CertboundRoot::new(h.clone()).on_configure(0));
     assert!(h.logs().contains("CERTBOUND_JWKS"));
 }
@@ -635,7 +386,7 @@ fn jwks_from_the_vm_environment() {
 #[test]
 fn skipped_keys_are_logged() {
     let cfg = json!({"providers": {"idp": provider(json!({"local_jwks": {"inline_string": jwks("messy_jwks")}}))}});
-    let h = FakeHost::new().with_config(cfg);
+    let h = host().with_json(cfg);
     assert!(CertboundRoot::new(h.clone()).on_configure(0));
     let logs = h.logs();
     assert!(logs.contains("RSA modulus under 2048 bits"), "{logs}");
@@ -681,8 +432,9 @@ fn start(root: &CertboundRoot<FakeHost>, h: &FakeHost, id: u32, t: &str) -> Acti
         .with_peer_cert("client_a")
         .with_bearer(t);
     let mut http = root.create_http_context(id).unwrap();
-    let _ = &h;
-    http.on_http_request_headers(0, true)
+    let action = http.on_http_request_headers(0, true);
+    assert_one_response_per_stream(&h);
+    action
 }
 
 fn deliver(
@@ -695,26 +447,36 @@ fn deliver(
     use proxy_wasm::traits::Context;
     h.answer_with(status, body.as_bytes());
     root.on_http_call_response(token, 0, body.len(), 0);
+    assert_one_response_per_stream(h);
 }
 
 #[test]
 fn remote_keys_are_fetched_and_paused_requests_resumed() {
-    let h = FakeHost::new().with_config(remote_config());
+    let h = host().with_json(remote_config());
     let mut root = configured_root(&h);
     assert_eq!(h.tick(), Some(Duration::from_millis(1)), "first tick soon");
     // A request before any keys: paused, not failed.
     assert_eq!(start(&root, &h, 7, &token("good_ES256")), Action::Pause);
     assert_eq!(h.response_of(7), None);
     root.on_tick();
-    let calls = h.calls();
+    let calls = h.http_calls();
     assert_eq!(calls.len(), 1);
-    let (tok, cluster, headers) = &calls[0];
+    let HttpCall {
+        token: tok,
+        cluster,
+        headers,
+        ..
+    } = &calls[0];
     assert_eq!(cluster, "idp_jwks");
     assert!(headers.contains(&(":path".into(), "/jwks".into())));
     assert!(headers.contains(&(":authority".into(), "idp.example.com".into())));
     // Ticks keep running while the request waits.
     root.on_tick();
-    assert_eq!(h.calls().len(), 1, "no second fetch while one is in flight");
+    assert_eq!(
+        h.http_calls().len(),
+        1,
+        "no second fetch while one is in flight"
+    );
     deliver(&mut root, &h, *tok, Some("200"), &jwks("jwks"));
     assert!(h.resumed(7), "{}", h.logs());
     assert_eq!(h.response_of(7), None);
@@ -728,39 +490,42 @@ fn remote_keys_are_fetched_and_paused_requests_resumed() {
     );
     // Later requests go straight through.
     assert_eq!(start(&root, &h, 8, &token("good_EdDSA")), Action::Continue);
+    assert_one_response_per_stream(&h);
 }
 
 #[test]
 fn one_fetch_per_envoy_not_per_worker() {
-    let h = FakeHost::new().with_config(remote_config());
+    let h = host().with_json(remote_config());
     let mut a = configured_root(&h);
     let mut b = configured_root(&h);
     a.on_tick();
     b.on_tick();
     a.on_tick();
     b.on_tick();
-    assert_eq!(h.calls().len(), 1, "one fetch for two VMs");
-    let tok = h.calls()[0].0;
+    assert_eq!(h.http_calls().len(), 1, "one fetch for two VMs");
+    let tok = h.http_calls()[0].token;
     deliver(&mut a, &h, tok, Some("200"), &jwks("jwks"));
     // The other VM picks the shared keys up on its next tick, without fetching.
     b.on_tick();
-    assert_eq!(h.calls().len(), 1);
+    assert_eq!(h.http_calls().len(), 1);
     assert_eq!(start(&b, &h, 9, &token("good_ES256")), Action::Continue);
+    assert_one_response_per_stream(&h);
 }
 
 #[test]
 fn keys_unavailable_after_the_timeout() {
-    let h = FakeHost::new().with_config(remote_config());
+    let h = host().with_json(remote_config());
     let mut root = configured_root(&h);
     assert_eq!(start(&root, &h, 7, &token("good_ES256")), Action::Pause);
     root.on_tick();
-    let tok = h.calls()[0].0;
+    let tok = h.http_calls()[0].token;
     // The JWKS endpoint is down: the waiting request gets a clear 401 at once.
     deliver(&mut root, &h, tok, None, "");
     let r = h.response_of(7).expect("answered");
-    assert_eq!(r.0, 401);
+    assert_eq!(r.status, 401);
     assert!(
-        r.1.iter()
+        r.headers
+            .iter()
             .any(|(k, v)| k == "www-authenticate" && v.contains("signing keys unavailable")),
         "{r:?}"
     );
@@ -769,23 +534,30 @@ fn keys_unavailable_after_the_timeout() {
     assert_eq!(start(&root, &h, 8, &token("good_ES256")), Action::Pause);
     h.advance(Duration::from_millis(2_001));
     root.on_tick();
-    assert_eq!(h.response_of(8).map(|r| r.0), Some(401));
+    assert_eq!(h.response_of(8).map(|r| r.status), Some(401));
     // Recovery once the endpoint answers: that tick also retried (the
     // 0.5 s backoff had passed), and the retry loads the keys.
-    assert_eq!(h.calls().len(), 2, "retried after backoff");
-    let tok = h.calls().last().unwrap().0;
+    assert_eq!(h.http_calls().len(), 2, "retried after backoff");
+    let tok = h.http_calls().last().unwrap().token;
     deliver(&mut root, &h, tok, Some("200"), &jwks("jwks"));
     assert_eq!(start(&root, &h, 9, &token("good_ES256")), Action::Continue);
+    assert_one_response_per_stream(&h);
 }
 
 #[test]
 fn garbage_and_errors_keep_the_last_good_keys() {
     let mut cfg = remote_config();
     cfg["providers"]["idp"]["remote_jwks"]["cache_duration"] = json!("10s");
-    let h = FakeHost::new().with_config(cfg);
+    let h = host().with_json(cfg);
     let mut root = configured_root(&h);
     root.on_tick();
-    deliver(&mut root, &h, h.calls()[0].0, Some("200"), &jwks("jwks"));
+    deliver(
+        &mut root,
+        &h,
+        h.http_calls()[0].token,
+        Some("200"),
+        &jwks("jwks"),
+    );
     for (status, body) in [
         (Some("200"), "<html>not json</html>"),
         (Some("503"), "busy"),
@@ -795,9 +567,9 @@ fn garbage_and_errors_keep_the_last_good_keys() {
         // Move past the cache duration (and any backoff): a refresh is due.
         h.advance(Duration::from_secs(10));
         root.on_tick();
-        let tok = h.calls().last().unwrap().0;
+        let tok = h.http_calls().last().unwrap().token;
         deliver(&mut root, &h, tok, status, body);
-        let id = 100 + h.calls().len() as u32;
+        let id = 100 + h.http_calls().len() as u32;
         assert_eq!(
             start(&root, &h, id, &token("good_ES256")),
             Action::Continue,
@@ -806,17 +578,18 @@ fn garbage_and_errors_keep_the_last_good_keys() {
     }
     assert_eq!(h.counter("certbound.provider.idp.jwks_fetch_failed"), 4);
     assert!(h.logs().contains("keeping the last good keys"));
+    assert_one_response_per_stream(&h);
 }
 
 #[test]
 fn unknown_kid_triggers_one_rate_limited_refetch() {
-    let h = FakeHost::new().with_config(remote_config());
+    let h = host().with_json(remote_config());
     let mut root = configured_root(&h);
     root.on_tick();
     deliver(
         &mut root,
         &h,
-        h.calls()[0].0,
+        h.http_calls()[0].token,
         Some("200"),
         &jwks_without(&["es384"]),
     );
@@ -824,8 +597,14 @@ fn unknown_kid_triggers_one_rate_limited_refetch() {
     // A token signed with a key the IdP has just rotated in.
     assert_eq!(start(&root, &h, 20, &token("good_ES384")), Action::Pause);
     root.on_tick();
-    assert_eq!(h.calls().len(), 2, "refetch");
-    deliver(&mut root, &h, h.calls()[1].0, Some("200"), &jwks("jwks"));
+    assert_eq!(h.http_calls().len(), 2, "refetch");
+    deliver(
+        &mut root,
+        &h,
+        h.http_calls()[1].token,
+        Some("200"),
+        &jwks("jwks"),
+    );
     assert!(
         h.resumed(20),
         "new key accepted without restart: {:?}",
@@ -834,36 +613,48 @@ fn unknown_kid_triggers_one_rate_limited_refetch() {
     // A kid that is still unknown is refused, and does not refetch again soon.
     let t = token("unknown_kid");
     assert_eq!(start(&root, &h, 21, &t), Action::Pause);
-    assert_eq!(h.response_of(21).map(|r| r.0), Some(401));
+    assert_eq!(h.response_of(21).map(|r| r.status), Some(401));
     root.on_tick();
-    assert_eq!(h.calls().len(), 2, "rate limited by min_refetch_interval");
+    assert_eq!(
+        h.http_calls().len(),
+        2,
+        "rate limited by min_refetch_interval"
+    );
+    assert_one_response_per_stream(&h);
 }
 
 #[test]
 fn another_workers_rotation_is_picked_up_on_unknown_kid() {
-    let h = FakeHost::new().with_config(remote_config());
+    let h = host().with_json(remote_config());
     let mut a = configured_root(&h);
     let b = configured_root(&h);
     a.on_tick();
     deliver(
         &mut a,
         &h,
-        h.calls()[0].0,
+        h.http_calls()[0].token,
         Some("200"),
         &jwks_without(&["es384"]),
     );
     h.advance(Duration::from_secs(31));
     assert_eq!(start(&a, &h, 30, &token("good_ES384")), Action::Pause);
     a.on_tick();
-    deliver(&mut a, &h, h.calls()[1].0, Some("200"), &jwks("jwks"));
+    deliver(
+        &mut a,
+        &h,
+        h.http_calls()[1].token,
+        Some("200"),
+        &jwks("jwks"),
+    );
     // VM b has not ticked since; it syncs from shared data on the unknown kid.
     assert_eq!(start(&b, &h, 31, &token("good_ES384")), Action::Continue);
-    assert_eq!(h.calls().len(), 2);
+    assert_eq!(h.http_calls().len(), 2);
+    assert_one_response_per_stream(&h);
 }
 
 #[test]
 fn cache_hits_still_check_the_binding() {
-    let h = FakeHost::new().with_config(config());
+    let h = host().with_json(config());
     let root = configured_root(&h);
     let t = token("good_ES256");
     assert_eq!(start(&root, &h, 40, &t), Action::Continue);
@@ -882,13 +673,14 @@ fn cache_hits_still_check_the_binding() {
     assert_eq!(other.status(), Some(401));
     assert_eq!(h.counter("certbound.cache_hit"), 2);
     assert_eq!(h.counter("certbound.denied.binding_mismatch"), 1);
+    assert_one_response_per_stream(&h);
 }
 
 #[test]
 fn cache_can_be_disabled() {
     let mut cfg = config();
     cfg["jwt_cache_size"] = json!(0);
-    let h = FakeHost::new().with_config(cfg);
+    let h = host().with_json(cfg);
     let root = configured_root(&h);
     let t = token("good_ES256");
     assert_eq!(start(&root, &h, 40, &t), Action::Continue);
@@ -898,7 +690,7 @@ fn cache_can_be_disabled() {
 
 #[test]
 fn local_keys_never_tick() {
-    let h = FakeHost::new().with_config(config());
+    let h = host().with_json(config());
     let _root = configured_root(&h);
     assert_eq!(h.tick(), None);
 }
@@ -922,8 +714,8 @@ fn forwarded_config(source: Value) -> Value {
 
 /// A request whose connection comes from `addr` with `header: value`.
 fn forwarded_request(cfg: Value, addr: &str, header: &str, value: &str, t: &str) -> FakeHost {
-    let h = FakeHost::new()
-        .with_config(cfg)
+    let h = host()
+        .with_json(cfg)
         .with_header(":path", "/api")
         .with_header(header, value)
         .with_property(&["source", "address"], addr.as_bytes())
@@ -1028,8 +820,8 @@ fn peer_uri_san_trust_as_in_a_mesh() {
         json!({"source": "xfcc", "trusted_peer_uri_sans": ["spiffe://cluster.local/ns/edge/sa/gateway"]}),
     );
     let t = token("good_ES256");
-    let ok = FakeHost::new()
-        .with_config(cfg.clone())
+    let ok = host()
+        .with_json(cfg.clone())
         .with_header(":path", "/")
         .with_header("x-forwarded-client-cert", &xfcc_for("client_a"))
         .with_property(
@@ -1038,8 +830,8 @@ fn peer_uri_san_trust_as_in_a_mesh() {
         )
         .with_bearer(&t);
     assert_eq!(request(&ok), Action::Continue);
-    let bad = FakeHost::new()
-        .with_config(cfg)
+    let bad = host()
+        .with_json(cfg)
         .with_header(":path", "/")
         .with_header("x-forwarded-client-cert", &xfcc_for("client_a"))
         .with_property(
@@ -1090,8 +882,8 @@ fn header_encodings() {
 #[test]
 fn duplicate_forwarded_headers_are_not_believed() {
     let cfg = forwarded_config(json!({"source": "xfcc", "trusted_proxies": ["127.0.0.0/8"]}));
-    let h = FakeHost::new()
-        .with_config(cfg)
+    let h = host()
+        .with_json(cfg)
         .with_header(":path", "/")
         .with_header("x-forwarded-client-cert", &xfcc_for("client_a"))
         .with_header("x-forwarded-client-cert", &xfcc_for("client_a"))
@@ -1169,8 +961,8 @@ fn introspection_config(extra: Value) -> Value {
 }
 
 fn introspection_host(extra: Value) -> FakeHost {
-    FakeHost::new()
-        .with_config(introspection_config(extra))
+    host()
+        .with_json(introspection_config(extra))
         .with_env("INTROSPECTION_SECRET", "s3cr3t:pw")
 }
 
@@ -1204,12 +996,13 @@ fn introspect_once(
 ) -> Action {
     let action = start(root, h, id, token);
     if action == Action::Pause && h.response_of(id).is_none() {
-        let call = h.calls().last().unwrap().0;
+        let call = h.http_calls().last().unwrap().token;
         h.answer_with(status, body.as_bytes());
         let mut http = root.create_http_context(id).unwrap();
         let _ = h.clone().on_stream(id);
         http.on_http_call_response(call, 0, body.len(), 0);
     }
+    assert_one_response_per_stream(h);
     action
 }
 
@@ -1228,7 +1021,9 @@ fn opaque_token_is_introspected_and_bound() {
     assert_eq!(action, Action::Pause);
     assert!(h.resumed(50), "{:?}", h.response_of(50));
     // The request: POST, form body, client_secret_basic.
-    let (_, cluster, headers) = h.calls()[0].clone();
+    let HttpCall {
+        cluster, headers, ..
+    } = h.http_calls()[0].clone();
     assert_eq!(cluster, "as");
     assert!(headers.contains(&(":method".into(), "POST".into())));
     assert!(headers.contains(&(":path".into(), "/introspect".into())));
@@ -1247,14 +1042,14 @@ fn opaque_token_is_introspected_and_bound() {
         .decode(auth.strip_prefix("Basic ").unwrap())
         .unwrap();
     assert_eq!(decoded, b"resource-server:s3cr3t%3Apw");
-    let body = h.0.borrow().bodies[0].clone().unwrap();
+    let body = h.http_calls()[0].body.clone().unwrap();
     assert_eq!(
         body,
         format!("token={OPAQUE}&token_type_hint=access_token").into_bytes()
     );
     // Cached: the same token again needs no call.
     assert_eq!(start(&root, &h, 51, OPAQUE), Action::Continue);
-    assert_eq!(h.calls().len(), 1);
+    assert_eq!(h.http_calls().len(), 1);
     // The secret is never logged.
     assert!(!h.logs().contains("s3cr3t"));
 }
@@ -1289,7 +1084,7 @@ fn introspected_binding_and_claims_are_checked() {
         let r = h
             .response_of(60)
             .unwrap_or_else(|| panic!("{extra}: allowed"));
-        assert_eq!(r.0, 401, "{extra}");
+        assert_eq!(r.status, 401, "{extra}");
         assert_eq!(
             h.counter(&format!("certbound.denied.{reason}")),
             1,
@@ -1304,14 +1099,15 @@ fn inactive_tokens_are_refused_and_cached() {
     let root = configured_root(&h);
     introspect_once(&h, &root, 70, OPAQUE, Some("200"), r#"{"active":false}"#);
     let r = h.response_of(70).unwrap();
-    assert_eq!(r.0, 401);
+    assert_eq!(r.status, 401);
     assert!(
-        r.1.iter()
+        r.headers
+            .iter()
             .any(|(k, v)| k == "www-authenticate" && v.contains("token is not active"))
     );
     assert_eq!(start(&root, &h, 71, OPAQUE), Action::Pause);
-    assert_eq!(h.response_of(71).map(|r| r.0), Some(401));
-    assert_eq!(h.calls().len(), 1, "inactive result cached");
+    assert_eq!(h.response_of(71).map(|r| r.status), Some(401));
+    assert_eq!(h.http_calls().len(), 1, "inactive result cached");
 }
 
 #[test]
@@ -1326,9 +1122,10 @@ fn introspection_failures_are_401_never_5xx() {
         let root = configured_root(&h);
         introspect_once(&h, &root, 80, OPAQUE, status, body);
         let r = h.response_of(80).unwrap();
-        assert_eq!(r.0, 401, "{body}");
+        assert_eq!(r.status, 401, "{body}");
         assert!(
-            r.1.iter()
+            r.headers
+                .iter()
                 .any(|(k, v)| k == "www-authenticate" && v.contains("token introspection failed"))
         );
         assert_eq!(h.counter("certbound.denied.introspection_failed"), 1);
@@ -1349,17 +1146,17 @@ fn opaque_token_format_introspects_jwts_too() {
         &active_response("client_a", json!({})),
     );
     assert!(h.resumed(90));
-    assert_eq!(h.calls().len(), 1);
+    assert_eq!(h.http_calls().len(), 1);
     // Without it, JWTs are verified locally and never introspected.
     let h = introspection_host(json!({}));
     let root = configured_root(&h);
     assert_eq!(start(&root, &h, 91, &t), Action::Continue);
-    assert!(h.calls().is_empty());
+    assert!(h.http_calls().is_empty());
 }
 
 #[test]
 fn introspection_config_errors() {
-    let h = FakeHost::new().with_config(introspection_config(json!({})));
+    let h = host().with_json(introspection_config(json!({})));
     assert!(!CertboundRoot::new(h.clone()).on_configure(0));
     assert!(
         h.logs()
@@ -1377,7 +1174,7 @@ fn body_of_a_paused_request_does_not_resume_it() {
     // Envoy continues a stream whose data callback says Continue: while the
     // request waits for keys, its body must be held, or it would go upstream
     // undecided.
-    let h = FakeHost::new().with_config(remote_config());
+    let h = host().with_json(remote_config());
     let mut root = configured_root(&h);
     let h7 = h
         .clone()
@@ -1390,10 +1187,17 @@ fn body_of_a_paused_request_does_not_resume_it() {
     assert_eq!(http.on_http_request_body(1024, false), Action::Pause);
     assert_eq!(http.on_http_request_trailers(1), Action::Pause);
     root.on_tick();
-    deliver(&mut root, &h, h.calls()[0].0, Some("200"), &jwks("jwks"));
+    deliver(
+        &mut root,
+        &h,
+        h.http_calls()[0].token,
+        Some("200"),
+        &jwks("jwks"),
+    );
     assert!(h.resumed(7));
     assert_eq!(http.on_http_request_body(1024, true), Action::Continue);
     let _ = h7;
+    assert_one_response_per_stream(&h);
 }
 
 #[test]
@@ -1407,6 +1211,7 @@ fn body_of_a_denied_request_is_held() {
     assert_eq!(http.on_http_request_headers(0, false), Action::Pause);
     assert_eq!(h.status(), Some(401));
     assert_eq!(http.on_http_request_body(10, true), Action::Pause);
+    assert_one_response_per_stream(&h);
     // An allowed request's body flows.
     let h = base()
         .with_bearer(&token("good_ES256"))
@@ -1416,4 +1221,5 @@ fn body_of_a_denied_request_is_held() {
     let mut http = root.create_http_context(1).unwrap();
     assert_eq!(http.on_http_request_headers(0, false), Action::Continue);
     assert_eq!(http.on_http_request_body(10, true), Action::Continue);
+    assert_one_response_per_stream(&h);
 }

@@ -2,6 +2,8 @@
 //! that drives the decision through it: the runtime ([`Vm`]), the client
 //! certificate as the host presents it, key fetching and the stats.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fake;
 pub mod jwks_fetch;
 pub mod peer;
 pub mod replay;
