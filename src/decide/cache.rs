@@ -155,6 +155,16 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
+    /// Whether exactly `token` is filed: this VM verified these bytes (its
+    /// freshness is [`TokenCache::get`]'s to judge).
+    pub fn contains(&self, token: &str) -> bool {
+        self.entries.capacity > 0
+            && self
+                .entries
+                .get(&self.slot(token))
+                .is_some_and(|e| same_bytes(e.key.as_bytes(), token.as_bytes()))
+    }
+
     /// The verification of exactly `token`, if it is cached, has not
     /// expired (with the largest allowed skew; the caller checks time with
     /// the provider's own) and its provider's keys are still those of

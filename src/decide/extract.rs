@@ -12,10 +12,10 @@ pub struct Found<'a> {
     pub token: &'a str,
 }
 
-/// Finds the request's token in every location a provider reads, and
-/// checks it against RFC 6750 §2.1's b64token. Two different tokens are an
-/// `invalid_request` (RFC 6750 §2); a malformed one is reported before a
-/// second token.
+/// Finds the request's token in every location a provider reads. Two
+/// different tokens are an `invalid_request` (RFC 6750 §2), unless one is
+/// malformed, which is reported first. The caller checks the token found
+/// with [`check_b64token`].
 pub fn find_token<'a>(
     policy: &'a Policy,
     req: Request<'a>,
@@ -36,9 +36,6 @@ pub fn find_token<'a>(
                 Ok(())
             })?;
         }
-    }
-    if let Some(f) = found {
-        check_b64token(f.token)?;
     }
     Ok(found)
 }
@@ -125,7 +122,7 @@ static B64TOKEN: [bool; 256] = {
 };
 
 /// RFC 6750 §2.1 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn check_b64token(t: &str) -> Result<&str, AuthError> {
+pub fn check_b64token(t: &str) -> Result<&str, AuthError> {
     if t.len() > MAX_HEADER_VALUE_BYTES {
         return Err(AuthError::TokenTooLarge {
             len: t.len(),
@@ -141,8 +138,8 @@ fn check_b64token(t: &str) -> Result<&str, AuthError> {
 }
 
 /// Whether every byte is a b64token byte. Eight table loads per step,
-/// without a branch per byte: this runs over the whole token on every
-/// request.
+/// without a branch per byte: this runs over the whole of every token that
+/// is not in the token cache.
 #[allow(clippy::indexing_slicing)] // a u8 indexes a 256-entry table
 fn all_b64token(bytes: &[u8]) -> bool {
     let chunks = bytes.chunks_exact(8);

@@ -22,7 +22,7 @@ pub use request::{ClientCertificate, HeaderOp, MAX_HEADER_VALUE_BYTES, Request, 
 use crate::error::AuthError;
 use crate::policy::{Policy, ProviderId, RuleMatch};
 use binding::ProofUse;
-use extract::find_token;
+use extract::{check_b64token, find_token};
 use requirement::{Checker, Unmet, check_scopes, tolerates_failure};
 use upstream::{strip_output_headers, upstream_ops};
 
@@ -88,7 +88,13 @@ pub fn decide(
         RuleMatch::Default => (None, &[][..]),
     };
 
-    let found = match find_token(policy, req) {
+    // RFC 6750 §2.1: the token is a b64token. One this VM verified and
+    // filed passed that check before it was filed.
+    let found = find_token(policy, req).and_then(|found| match found {
+        Some(f) if !verifier.cache.contains(f.token) => check_b64token(f.token).map(|_| found),
+        _ => Ok(found),
+    });
+    let found = match found {
         Ok(f) => f,
         // A route that tolerates a failed token tolerates one that cannot
         // even be read (two different tokens, characters outside

@@ -234,7 +234,7 @@ impl Vm {
                 error: AuthError::Internal,
                 provider: None,
             };
-            return self.apply(host, &headers, denial);
+            return self.apply(host, &headers, denial, 0);
         };
         let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         let mut cert = PeerCertificate {
@@ -318,14 +318,20 @@ impl Vm {
                     error: AuthError::IntrospectionFailed,
                     provider: Some(*provider),
                 };
-                return self.apply(host, &headers, failed);
+                return self.apply(host, &headers, failed, now);
             }
-            return self.apply(host, &headers, decision);
+            return self.apply(host, &headers, decision, now);
         }
     }
 
-    fn apply(&self, host: &dyn Host, headers: &RequestHeaders, decision: Decision) -> Step {
-        let now = now_ms(host).map_or(0, |ms| i64::try_from(ms / 1000).unwrap_or(i64::MAX));
+    /// Carries out a decision taken at `now` (Unix seconds).
+    fn apply(
+        &self,
+        host: &dyn Host,
+        headers: &RequestHeaders,
+        decision: Decision,
+        now: i64,
+    ) -> Step {
         // A DPoP proof counts once (RFC 9449 §11.1): recorded before the
         // request goes on, refused if it was seen.
         let decision = match decision {
