@@ -13,6 +13,7 @@ use crate::decide::request::{ClientCertificate, Request, Verifier};
 use crate::decide::token::{Rejection, VerifiedToken};
 use crate::decide::verify;
 use crate::error::AuthError;
+use crate::jose::jws;
 use crate::policy::{Policy, Provider, ProviderId, Requirement, TokenFormat};
 
 /// Why a requirement is not met: an error to answer with, or a token that
@@ -273,7 +274,7 @@ fn introspection_route(policy: &Policy, token: &str) -> Option<ProviderId> {
     {
         return None;
     }
-    let iss = verify::unverified_issuer(token)?;
+    let iss = jws::unverified_issuer(token)?;
     let id = policy.provider_by_issuer(&iss)?;
     let p = policy.provider(id);
     (p.token_format == TokenFormat::Opaque && has(p)).then_some(id)

@@ -5,3 +5,4 @@ pub mod alg;
 pub mod crypto;
 pub mod json;
 pub mod jwk;
+pub mod jws;
