@@ -16,8 +16,8 @@
 //!
 //! A key's table costs thousands of point additions, so it is built only
 //! for a key that has proven to be in use: after a signature under it has
-//! verified through the plain path (`u2·Q` by the `p256`/`p384` generic
-//! multiplication). Forged signatures under a key, however many, cost one
+//! verified through the plain path (`u2·Q` by the `p256`/`p384` crates'
+//! variable-time wNAF multiplication). Forged signatures under a key, however many, cost one
 //! plain verification each and never build its table.
 //!
 //! Verification handles only public data, so it may run in variable time.
@@ -52,6 +52,9 @@ pub trait TableCurve: CurveArithmetic + Sized + 'static {
     /// The message digest, as long as the field (so `bits2int` is the
     /// identity, FIPS 186-5 §6.4.2 step 3).
     fn digest(message: &[u8]) -> Vec<u8>;
+    /// `k · P` without a table, in variable time (the `primeorder`
+    /// crate's width-5 wNAF): the plain path for a key without a table.
+    fn mul_vartime(point: &Self::ProjectivePoint, k: &Self::Scalar) -> Self::ProjectivePoint;
 }
 
 impl TableCurve for p256::NistP256 {
@@ -63,6 +66,9 @@ impl TableCurve for p256::NistP256 {
     fn digest(message: &[u8]) -> Vec<u8> {
         Sha256::digest(message).to_vec()
     }
+    fn mul_vartime(point: &p256::ProjectivePoint, k: &p256::Scalar) -> p256::ProjectivePoint {
+        point.mul_vartime(k)
+    }
 }
 
 impl TableCurve for p384::NistP384 {
@@ -73,6 +79,9 @@ impl TableCurve for p384::NistP384 {
     }
     fn digest(message: &[u8]) -> Vec<u8> {
         Sha384::digest(message).to_vec()
+    }
+    fn mul_vartime(point: &p384::ProjectivePoint, k: &p384::Scalar) -> p384::ProjectivePoint {
+        point.mul_vartime(k)
     }
 }
 
@@ -268,7 +277,8 @@ impl<C: TableCurve> EcdsaKey<C> {
         }
         // No table yet: the plain path. Only a signature that verifies
         // proves the key in use and earns it a table.
-        let valid = x_matches::<C>(u1_g + C::ProjectivePoint::from(self.point) * u2, &r);
+        let q = C::ProjectivePoint::from(self.point);
+        let valid = x_matches::<C>(u1_g + C::mul_vartime(&q, &u2), &r);
         if valid {
             self.build_table();
         }
