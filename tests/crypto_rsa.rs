@@ -6,6 +6,13 @@
 //! and AWS-LC must both reach it. PSS: only a salt of hLen octets verifies
 //! (RFC 7518 §3.5).
 #![cfg(not(target_arch = "wasm32"))]
+// Test code: panicking on a broken fixture is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use aws_lc_rs::signature::{self, RsaParameters, RsaPublicKeyComponents};
 use base64::Engine as _;
