@@ -3,6 +3,11 @@
 JWS signatures under them, valid and malformed, for tests/crypto_rsa.rs.
 
     python3 tests/vectors/rsa/generate.py   # needs `cryptography` (OpenSSL)
+    python3 tests/vectors/rsa/generate.py --fuzz-keys
+
+The second form writes only fuzz_<bits>.pk8 beside this file instead: the
+PKCS #8 private keys (test keys, nothing else) with which the
+`verify_oracle` fuzz target signs, so that its inputs reproduce.
 
 Keys are fresh on every run (OpenSSL's key generation takes no seed); the
 committed file is what the tests read. For each key in the 2048-4096 bit
@@ -289,7 +294,20 @@ def pss_cases(key, alg):
     leading_zero(key, alg)
 
 
+def fuzz_keys():
+    from cryptography.hazmat.primitives import serialization
+    for bits in [2048, 2049, 3072, 4095, 4096]:
+        der = private_key(bits, 65537).private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        with open(os.path.join(HERE, f"fuzz_{bits}.pk8"), "wb") as f:
+            f.write(der)
+
+
 def main():
+    if sys.argv[1:] == ["--fuzz-keys"]:
+        fuzz_keys()
+        return
     out = {"generator": "tests/vectors/rsa/generate.py", "keys": [], "refused_keys": []}
     for bits in SIZES:
         key = Key(bits)
