@@ -62,8 +62,11 @@ lint: toolchain
 	# The fuzz crate is its own workspace (fuzz/README.md): at least it must build.
 	cargo check --locked --manifest-path $(CURDIR)/fuzz/Cargo.toml --bins
 
+# The fuzz replay: every fuzz target over its seeds and committed corpus,
+# then 5 s of mutations each; no cargo-fuzz needed (fuzz/README.md).
 test: lint
 	cargo test
+	bash $(CURDIR)/fuzz/run.sh --replay 5
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory e2e
 
@@ -143,7 +146,8 @@ bench-profile:
 
 # ---------------------------------------------------------------------------
 # Fuzzing (fuzz/, cargo-fuzz + libFuzzer on the stable toolchain; see
-# fuzz/README.md). `make test` only checks that the targets build.
+# fuzz/README.md). `make test` replays each target's seeds and committed
+# corpus without instrumentation (`fuzz/run.sh --replay`).
 #   make fuzz-smoke                 every target 30 s, one after another; fails on a crash
 #   make fuzz FUZZ_SECONDS=3600     every target FUZZ_SECONDS s (default 600)
 #   make fuzz FUZZ_TARGETS=decision only some targets

@@ -4,6 +4,15 @@
 # failed oracle assertion, a timeout or an out-of-memory). See README.md.
 #
 #   bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
+#   bash fuzz/run.sh --replay [SECONDS_PER_TARGET] [TARGET...]
+#
+# --replay (what `make test` runs) needs no cargo-fuzz and no
+# instrumentation: a plain debug build of the targets (sharing the main
+# crate's target/, so only the fuzz crate and its own dependencies build),
+# then each target runs every input of fuzz/seeds/<target>/ (generated)
+# and fuzz/regress/<target>/ (committed, minimised corpora of earlier
+# runs) once, then random mutations of them for SECONDS_PER_TARGET
+# (default 10; -seed=1, so the same inputs every time). Fails on a crash.
 #
 # Environment:
 #   FUZZ_SANITIZER  none (default) or address (uses RUSTC_BOOTSTRAP=1 on stable)
@@ -24,10 +33,47 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+REPLAY=0
+if [ "${1:-}" = "--replay" ]; then REPLAY=1; shift; fi
 SECONDS_PER_TARGET="${1:-30}"
+if [ "$REPLAY" = 1 ]; then SECONDS_PER_TARGET="${1:-10}"; fi
 shift || true
-ALL_TARGETS=(jwt_verify jwks_parse config_parse cert_parse decision signatures introspect_response)
+ALL_TARGETS=(jwt_verify jwks_parse config_parse cert_parse decision signatures introspect_response verify_oracle)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
+
+if [ "$REPLAY" = 1 ]; then
+    python3 fuzz/gen_seeds.py >/dev/null
+    start=$(date +%s)
+    cargo build --locked --quiet --manifest-path fuzz/Cargo.toml --target-dir "$ROOT/target" --bins
+    echo "fuzz replay: built in $(( $(date +%s) - start )) s" >&2
+    failed=()
+    for t in "${TARGETS[@]}"; do
+        inputs=()
+        for d in "fuzz/seeds/$t" "fuzz/regress/$t"; do
+            if [ -d "$d" ]; then inputs+=("$d"); fi
+        done
+        scratch="$ROOT/target/fuzz-replay/$t"
+        rm -rf "$scratch" && mkdir -p "$scratch" "fuzz/artifacts/$t"
+        start=$(date +%s)
+        # The scratch directory comes first: libFuzzer writes new inputs
+        # there, never into the committed corpora.
+        if "$ROOT/target/debug/$t" "$scratch" "${inputs[@]}" -seed=1 -len_control=0 \
+            -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2048 \
+            -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$scratch.log" 2>&1; then
+            runs=$( (grep -a -o 'stat::number_of_executed_units: [0-9]*' "$scratch.log" || true) | awk '{print $2}')
+            echo "fuzz replay: $t ok, ${runs:-?} inputs in $(( $(date +%s) - start )) s" >&2
+        else
+            echo "fuzz replay: $t FAILED; the end of its log:" >&2
+            grep -a -v '^#' "$scratch.log" | tail -40 >&2
+            failed+=("$t")
+        fi
+    done
+    if [ "${#failed[@]}" -gt 0 ]; then
+        echo "fuzz replay: FAILED: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+        exit 1
+    fi
+    exit 0
+fi
 
 CARGO_FUZZ_VERSION=0.13.2
 TOOLS="$ROOT/target/tools"

@@ -14,6 +14,12 @@
 //! 11% fewer instructions per cache-off ES256 request in Envoy. 8 bits
 //! would need digits wider than `i8`.)
 //!
+//! A key's table costs thousands of point additions, so it is built only
+//! for a key that has proven to be in use: after a signature under it has
+//! verified through the plain path (`u2·Q` by the `p256`/`p384` crates'
+//! variable-time wNAF multiplication). Forged signatures under a key, however many, cost one
+//! plain verification each and never build its table.
+//!
 //! Verification handles only public data, so it may run in variable time.
 //! The point and field arithmetic is the `p256` and `p384` crates'; this
 //! module only chooses which points to add, the same way for both curves.
@@ -46,6 +52,9 @@ pub trait TableCurve: CurveArithmetic + Sized + 'static {
     /// The message digest, as long as the field (so `bits2int` is the
     /// identity, FIPS 186-5 §6.4.2 step 3).
     fn digest(message: &[u8]) -> Vec<u8>;
+    /// `k · P` without a table, in variable time (the `primeorder`
+    /// crate's width-5 wNAF): the plain path for a key without a table.
+    fn mul_vartime(point: &Self::ProjectivePoint, k: &Self::Scalar) -> Self::ProjectivePoint;
 }
 
 impl TableCurve for p256::NistP256 {
@@ -56,6 +65,9 @@ impl TableCurve for p256::NistP256 {
     }
     fn digest(message: &[u8]) -> Vec<u8> {
         Sha256::digest(message).to_vec()
+    }
+    fn mul_vartime(point: &p256::ProjectivePoint, k: &p256::Scalar) -> p256::ProjectivePoint {
+        point.mul_vartime(k)
     }
 }
 
@@ -68,6 +80,9 @@ impl TableCurve for p384::NistP384 {
     fn digest(message: &[u8]) -> Vec<u8> {
         Sha384::digest(message).to_vec()
     }
+    fn mul_vartime(point: &p384::ProjectivePoint, k: &p384::Scalar) -> p384::ProjectivePoint {
+        point.mul_vartime(k)
+    }
 }
 
 /// Window positions of a scalar of `C`.
@@ -76,13 +91,15 @@ fn positions<C: TableCurve>() -> usize {
 }
 
 /// Multiples of one base point, one row per window position.
+#[doc(hidden)] // public for the differential tests (tests/crypto_ecdsa.rs)
 pub struct Table<C: CurveArithmetic> {
     /// `entries[i * HALF + (j - 1)] = j · 2^(WINDOW·i) · P`.
     entries: Vec<C::AffinePoint>,
 }
 
 impl<C: TableCurve> Table<C> {
-    fn new(base: C::ProjectivePoint) -> Table<C> {
+    /// The table of `base`.
+    pub fn new(base: C::ProjectivePoint) -> Table<C> {
         let rows = positions::<C>();
         let mut projective = Vec::with_capacity(rows * HALF);
         let mut row_base = base;
@@ -102,7 +119,7 @@ impl<C: TableCurve> Table<C> {
     }
 
     /// `k · P`, in variable time.
-    fn mul(&self, k: &C::Scalar) -> C::ProjectivePoint {
+    pub fn mul(&self, k: &C::Scalar) -> C::ProjectivePoint {
         let mut acc = C::ProjectivePoint::identity();
         let (digits, used) = recode::<C>(k);
         for (position, &digit) in digits.iter().take(used).enumerate() {
@@ -125,7 +142,8 @@ impl<C: TableCurve> Table<C> {
 
 /// Signed-window recoding: `k = Σ d_i · 2^(WINDOW·i)` with `d_i` in
 /// `-(HALF-1)..=HALF`; the first `positions::<C>()` digits are used.
-fn recode<C: TableCurve>(k: &C::Scalar) -> ([i8; MAX_POSITIONS], usize) {
+#[doc(hidden)] // public for the differential tests
+pub fn recode<C: TableCurve>(k: &C::Scalar) -> ([i8; MAX_POSITIONS], usize) {
     let bytes = k.to_repr();
     // Little-endian 64-bit limbs of the big-endian encoding, plus a zero
     // limb for the top windows.
@@ -164,10 +182,12 @@ fn recode<C: TableCurve>(k: &C::Scalar) -> ([i8; MAX_POSITIONS], usize) {
 }
 
 /// A public key ready for ES256 (P-256) or ES384 (P-384) verification. The
-/// key's table is built on its first verification (about 2,400 point
-/// additions and ~170 KB for P-256, ~3,500 and ~370 KB for P-384, once per
-/// key and key set), not at import: a JWKS may list many keys that no token
-/// uses. G's table is built once per VM.
+/// key's table (about 2,400 point additions and ~170 KB for P-256, ~3,500
+/// and ~370 KB for P-384, once per key and key set) is built right after
+/// the first signature under the key verifies, not at import (a JWKS may
+/// list many keys that no token uses) nor on a first verification that
+/// fails (anyone can send signatures under a public `kid`). G's table is
+/// built once per VM.
 pub struct EcdsaKey<C: TableCurve> {
     point: C::AffinePoint,
     table: Arc<OnceLock<Table<C>>>,
@@ -206,15 +226,32 @@ impl<C: TableCurve> EcdsaKey<C> {
         }
     }
 
-    fn table(&self) -> &Table<C> {
+    /// Whether the key's table exists, i.e. a signature under the key has
+    /// verified (or [`EcdsaKey::build_table`] was called).
+    #[doc(hidden)] // for tests
+    pub fn has_table(&self) -> bool {
+        self.table.get().is_some()
+    }
+
+    /// Builds the key's table now, so that the next verification takes the
+    /// table path whatever its outcome.
+    #[doc(hidden)] // for tests
+    pub fn build_table(&self) {
         self.table
-            .get_or_init(|| Table::new(C::ProjectivePoint::from(self.point)))
+            .get_or_init(|| Table::new(C::ProjectivePoint::from(self.point)));
     }
 
     /// Whether `signature` (the JWS signature bytes, `r || s`) is a valid
     /// signature of `signing_input` under this key, with the curve's JWS
     /// hash (SHA-256 for P-256, SHA-384 for P-384).
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        self.verify_digest(&C::digest(signing_input), signature)
+    }
+
+    /// [`EcdsaKey::verify`] from the message's digest, which must be as
+    /// long as the field (a chosen digest lets tests choose `u1`).
+    #[doc(hidden)] // for tests
+    pub fn verify_digest(&self, digest: &[u8], signature: &[u8]) -> bool {
         if self.point.is_identity().into() {
             return false;
         }
@@ -223,25 +260,40 @@ impl<C: TableCurve> EcdsaKey<C> {
         };
         // e = bits2int(Hash(M)) mod n; the digest is exactly as long as n
         // for both curves (FIPS 186-5 §6.4.2 steps 2-3).
-        let digest = C::digest(signing_input);
         let mut e_bytes = FieldBytes::<C>::default();
         if e_bytes.len() != digest.len() {
             return false;
         }
-        e_bytes.copy_from_slice(&digest);
+        e_bytes.copy_from_slice(digest);
         let e = <C::Scalar as Reduce<FieldBytes<C>>>::reduce(&e_bytes);
         // Steps 4-6: w = s^-1, u1 = e·w, u2 = r·w, R = u1·G + u2·Q.
         let Some(w) = Option::<C::Scalar>::from(s.invert_vartime()) else {
             return false;
         };
-        let point = C::generator_table().mul(&(e * w)) + self.table().mul(&(r * w));
-        // Step 7: R must not be the identity; step 8: x(R) mod n == r.
-        if point.is_identity().into() {
-            return false;
+        let (u1, u2) = (e * w, r * w);
+        let u1_g = C::generator_table().mul(&u1);
+        if let Some(table) = self.table.get() {
+            return x_matches::<C>(u1_g + table.mul(&u2), &r);
         }
-        let affine = point.to_affine();
-        <C::Scalar as Reduce<FieldBytes<C>>>::reduce(&affine.x()) == r
+        // No table yet: the plain path. Only a signature that verifies
+        // proves the key in use and earns it a table.
+        let q = C::ProjectivePoint::from(self.point);
+        let valid = x_matches::<C>(u1_g + C::mul_vartime(&q, &u2), &r);
+        if valid {
+            self.build_table();
+        }
+        valid
     }
+}
+
+/// Steps 7-8 of FIPS 186-5 §6.4.2: `R` is not the identity and
+/// `x(R) mod n == r`.
+fn x_matches<C: TableCurve>(point: C::ProjectivePoint, r: &C::Scalar) -> bool {
+    if point.is_identity().into() {
+        return false;
+    }
+    let affine = point.to_affine();
+    <C::Scalar as Reduce<FieldBytes<C>>>::reduce(&affine.x()) == *r
 }
 
 /// `r` and `s`, each an integer in `1..n` (FIPS 186-5 §6.4.2 step 1), from
@@ -315,6 +367,68 @@ mod tests {
         }
         assert!(C::generator_table().mul(&C::Scalar::ZERO) == C::ProjectivePoint::identity());
         assert!(C::generator_table().mul(&-C::Scalar::ONE) == -g);
+    }
+
+    /// An ECDSA signature `r || s` of `digest` by the private key `d`
+    /// with the nonce `k` (FIPS 186-5 §6.4.1, the nonce chosen by the test).
+    fn sign<C: TableCurve>(d: C::Scalar, k: C::Scalar, digest: &[u8]) -> Vec<u8> {
+        let mut e_bytes = FieldBytes::<C>::default();
+        e_bytes.copy_from_slice(digest);
+        let e = <C::Scalar as Reduce<FieldBytes<C>>>::reduce(&e_bytes);
+        let big_r = (C::ProjectivePoint::generator() * k).to_affine();
+        let r = <C::Scalar as Reduce<FieldBytes<C>>>::reduce(&big_r.x());
+        let s = Option::<C::Scalar>::from(Field::invert(&k)).unwrap() * (e + r * d);
+        [bytes::<C>(&r), bytes::<C>(&s)].concat()
+    }
+
+    fn bytes<C: TableCurve>(x: &C::Scalar) -> Vec<u8> {
+        let repr = x.to_repr();
+        let slice: &[u8] = repr.as_ref();
+        slice.to_vec()
+    }
+
+    fn forgeries_build_no_table<C: TableCurve>() {
+        let g = C::ProjectivePoint::generator();
+        let message = b"header.payload";
+        let digest = C::digest(message);
+        let len = FieldBytes::<C>::default().len();
+        // r = s = 1, r = s = n - 1, and an honest-looking random pair.
+        let mut one = vec![0u8; 2 * len];
+        one[len - 1] = 1;
+        one[2 * len - 1] = 1;
+        let minus_one = bytes::<C>(&-C::Scalar::ONE).repeat(2);
+        let forgeries = [
+            one,
+            minus_one,
+            sign::<C>(scalar::<C>(&[5]), scalar::<C>(&[9]), &digest),
+        ];
+        for i in 1..=4u64 {
+            let d = scalar::<C>(&[i, 0x1234_5678, i * 77]);
+            let key = EcdsaKey::<C>::new((g * d).to_affine());
+            for forged in &forgeries {
+                for _ in 0..3 {
+                    assert!(!key.verify(message, forged));
+                }
+            }
+            assert!(!key.has_table(), "a forged signature built a table");
+            // The first valid signature takes the plain path, then builds it.
+            let valid = sign::<C>(d, scalar::<C>(&[i, 42]), &digest);
+            assert!(key.verify(message, &valid));
+            assert!(key.has_table());
+            // And the table path gives the same answers.
+            assert!(key.verify(message, &valid));
+            for forged in &forgeries {
+                assert!(!key.verify(message, forged));
+            }
+            // Clones share the table.
+            assert!(key.clone().has_table());
+        }
+    }
+
+    #[test]
+    fn forged_signatures_build_no_table() {
+        forgeries_build_no_table::<p256::NistP256>();
+        forgeries_build_no_table::<p384::NistP384>();
     }
 
     #[test]

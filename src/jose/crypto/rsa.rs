@@ -90,7 +90,7 @@ pub struct RsaKey {
 impl core::fmt::Debug for RsaKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RsaKey")
-            .field("bits", &(self.modulus_bytes * 8))
+            .field("bits", &self.modulus_bits)
             .finish_non_exhaustive()
     }
 }
@@ -99,23 +99,39 @@ impl core::fmt::Debug for RsaKey {
 /// too): 65537 = 2^16 + 1.
 const EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
 
+/// The modulus sizes accepted, in bits: at least 2048 (RFC 7518 §3.3 and
+/// §3.5 require it), at most 4096, which bounds the work one signature can
+/// cost (a JWKS is attacker-influenced input for whoever controls its URL).
+pub const MODULUS_BITS: core::ops::RangeInclusive<usize> = 2048..=4096;
+
 impl RsaKey {
-    /// From the big-endian modulus and exponent of a JWK (`n`, `e`).
-    /// `None` for an exponent other than 65537, or an even modulus.
+    /// From the big-endian modulus and exponent of a JWK (`n`, `e`;
+    /// leading zero octets ignored). `None` unless the exponent is 65537
+    /// and the modulus is odd and [`MODULUS_BITS`] long, so that no caller
+    /// can build a key the verifiers are not meant for.
     pub fn new(n: &[u8], e: &[u8]) -> Option<RsaKey> {
         let e = strip_leading_zeros(e);
         let n = strip_leading_zeros(n);
-        if e != EXPONENT || n.is_empty() {
+        if e != EXPONENT {
+            return None;
+        }
+        let top = n.first().map_or(0, |b| 8 - b.leading_zeros() as usize);
+        let modulus_bits = n.len().checked_sub(1)? * 8 + top;
+        if !MODULUS_BITS.contains(&modulus_bits) {
             return None;
         }
         let modulus =
             Option::<Odd<BoxedUint>>::from(Odd::new(BoxedUint::from_be_slice_vartime(n)))?;
-        let top = n.first().map_or(0, |b| 8 - b.leading_zeros() as usize);
         Some(RsaKey {
             params: BoxedMontyParams::new_vartime(modulus),
             modulus_bytes: n.len(),
-            modulus_bits: (n.len() - 1) * 8 + top,
+            modulus_bits,
         })
+    }
+
+    /// The modulus's length in bits.
+    pub fn bits(&self) -> usize {
+        self.modulus_bits
     }
 
     /// RSASSA-PKCS1-v1_5-VERIFY (RFC 8017 §8.2.2) of `signature` over
@@ -258,4 +274,79 @@ fn expected_encoding(hash: Hash, message: &[u8], k: usize) -> Option<Vec<u8>> {
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     bytes.get(start..).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An odd modulus of exactly `bits` bits (top bit set, low bit set).
+    fn modulus(bits: usize) -> Vec<u8> {
+        let mut n = vec![0x5a; bits.div_ceil(8)];
+        n[0] = 1 << ((bits - 1) % 8);
+        if let Some(last) = n.last_mut() {
+            *last |= 1;
+        }
+        n
+    }
+
+    const E: [u8; 3] = [1, 0, 1];
+
+    #[test]
+    fn modulus_sizes_2048_to_4096_bits_load() {
+        for bits in [2048, 2049, 2057, 3072, 3073, 4095, 4096] {
+            let key = RsaKey::new(&modulus(bits), &E);
+            assert_eq!(key.map(|k| k.bits()), Some(bits), "{bits}");
+        }
+    }
+
+    #[test]
+    fn moduli_outside_2048_to_4096_bits_are_refused() {
+        for bits in [1, 8, 512, 1024, 2040, 2047, 4097, 4104, 8192] {
+            assert!(RsaKey::new(&modulus(bits), &E).is_none(), "{bits}");
+        }
+        assert!(RsaKey::new(&[], &E).is_none());
+        assert!(RsaKey::new(&[0; 256], &E).is_none());
+    }
+
+    #[test]
+    fn leading_zero_octets_do_not_count() {
+        let mut n = vec![0, 0];
+        n.extend(modulus(2048));
+        assert_eq!(RsaKey::new(&n, &[0, 1, 0, 1]).map(|k| k.bits()), Some(2048));
+        // 2047 bits padded to 256 octets is still 2047 bits.
+        let mut short = vec![0];
+        short.extend(modulus(2047));
+        assert!(RsaKey::new(&short, &E).is_none());
+    }
+
+    #[test]
+    fn even_moduli_are_refused() {
+        for bits in [2048, 3073, 4096] {
+            let mut n = modulus(bits);
+            if let Some(last) = n.last_mut() {
+                *last &= 0xfe;
+            }
+            assert!(RsaKey::new(&n, &E).is_none(), "{bits}");
+        }
+    }
+
+    #[test]
+    fn only_exponent_65537_is_accepted() {
+        let n = modulus(2048);
+        for e in [
+            &[][..],
+            &[0],
+            &[1],
+            &[3],
+            &[1, 0, 0],
+            &[1, 0, 3],
+            &[1, 0, 1, 0],
+            &[1, 1, 0, 1],
+            &[0xff, 0xff, 0xff, 0xff],
+        ] {
+            assert!(RsaKey::new(&n, e).is_none(), "{e:?}");
+        }
+        assert!(RsaKey::new(&n, &[0, 0, 1, 0, 1]).is_some());
+    }
 }
