@@ -46,7 +46,9 @@ pub use decide::{
     decide,
 };
 
-/// JOSE: key sets and the signature verifiers.
+/// JOSE: key sets and the signature verifiers (`crypto`, whole, for the
+/// differential tests and fuzzers that check them).
+pub use jose::crypto;
 pub use jose::crypto::ecdsa::{Es256Key, Es384Key};
 pub use jose::crypto::eddsa::Ed25519Key;
 pub use jose::crypto::rsa::{Hash, RsaKey};

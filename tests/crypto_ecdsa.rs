@@ -20,7 +20,7 @@
 
 use aws_lc_rs::digest::{self, Digest};
 use aws_lc_rs::signature::{self, EcdsaVerificationAlgorithm, UnparsedPublicKey};
-use certbound::jose::crypto::ecdsa::{EcdsaKey, Table, TableCurve};
+use certbound::crypto::ecdsa::{EcdsaKey, Table, TableCurve};
 use p256::elliptic_curve::ff::{Field, PrimeField};
 use p256::elliptic_curve::group::{Curve, Group};
 use p256::elliptic_curve::ops::Reduce;

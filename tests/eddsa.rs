@@ -1,4 +1,4 @@
-//! certbound's EdDSA verifier (`certbound::jose::crypto::eddsa`, ed25519-dalek's strict
+//! certbound's EdDSA verifier (`certbound::crypto::eddsa`, ed25519-dalek's strict
 //! verification) differentially against jwt-simple's (ed25519-compact),
 //! which it replaced, on real tokens and their corruptions. (Wycheproof's
 //! vectors: tests/crypto_wycheproof.rs.)

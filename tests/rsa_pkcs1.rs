@@ -1,4 +1,4 @@
-//! certbound's RSA verifiers (`certbound::jose::crypto::rsa`): RSASSA-PKCS1-v1_5
+//! certbound's RSA verifiers (`certbound::crypto::rsa`): RSASSA-PKCS1-v1_5
 //! (RS256/RS384/RS512) and RSASSA-PSS (PS256/PS384/PS512), differentially
 //! against jwt-simple's generic verifiers on real tokens and their
 //! corruptions. (Wycheproof's vectors: tests/crypto_wycheproof.rs; odd

@@ -11,8 +11,8 @@ use crate::decide::claims::{Audiences, check_claim_types, check_claims};
 use crate::decide::keys::KeyRing;
 use crate::decide::token::{Rejection, VerifiedToken};
 use crate::error::AuthError;
-use crate::jose::jws::{decode_json, split_compact};
 use crate::jose::jwk::Alg;
+use crate::jose::jws::{decode_json, split_compact};
 use crate::policy::{Policy, Provider, normalize_media_type};
 
 /// The protected header members this filter reads (RFC 7515 §4.1).

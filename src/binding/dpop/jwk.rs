@@ -59,8 +59,9 @@ impl PublicJwk {
     /// `signing_input` under this key and its algorithm.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match (&self.key, self.alg) {
-            (Key::Es256(k), _) => k.verify(signing_input, signature),
-            (Key::Es384(k), _) => k.verify(signing_input, signature),
+            // A proof key is used once: no precomputed table for it.
+            (Key::Es256(k), _) => k.verify_once(signing_input, signature),
+            (Key::Es384(k), _) => k.verify_once(signing_input, signature),
             (Key::Ed25519(k), _) => k.verify(signing_input, signature),
             (Key::Rsa(k), Alg::RS256) => k.verify(Hash::Sha256, signing_input, signature),
             (Key::Rsa(k), Alg::RS384) => k.verify(Hash::Sha384, signing_input, signature),

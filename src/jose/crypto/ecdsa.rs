@@ -248,10 +248,22 @@ impl<C: TableCurve> EcdsaKey<C> {
         self.verify_digest(&C::digest(signing_input), signature)
     }
 
+    /// [`EcdsaKey::verify`] for a key that is used once, such as a DPoP
+    /// proof's: the plain path, and no table is ever built for it.
+    pub fn verify_once(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        self.check(&C::digest(signing_input), signature, false)
+    }
+
     /// [`EcdsaKey::verify`] from the message's digest, which must be as
     /// long as the field (a chosen digest lets tests choose `u1`).
     #[doc(hidden)] // for tests
     pub fn verify_digest(&self, digest: &[u8], signature: &[u8]) -> bool {
+        self.check(digest, signature, true)
+    }
+
+    /// The verification; a key without a table earns one from a valid
+    /// signature when `learn` is set.
+    fn check(&self, digest: &[u8], signature: &[u8], learn: bool) -> bool {
         if self.point.is_identity().into() {
             return false;
         }
@@ -279,7 +291,7 @@ impl<C: TableCurve> EcdsaKey<C> {
         // proves the key in use and earns it a table.
         let q = C::ProjectivePoint::from(self.point);
         let valid = x_matches::<C>(u1_g + C::mul_vartime(&q, &u2), &r);
-        if valid {
+        if valid && learn {
             self.build_table();
         }
         valid
@@ -411,8 +423,12 @@ mod tests {
                 }
             }
             assert!(!key.has_table(), "a forged signature built a table");
-            // The first valid signature takes the plain path, then builds it.
             let valid = sign::<C>(d, scalar::<C>(&[i, 42]), &digest);
+            // A key used once (a DPoP proof's) verifies without a table.
+            assert!(key.verify_once(message, &valid));
+            assert!(!key.verify_once(message, &forgeries[0]));
+            assert!(!key.has_table(), "verify_once built a table");
+            // The first valid signature takes the plain path, then builds it.
             assert!(key.verify(message, &valid));
             assert!(key.has_table());
             // And the table path gives the same answers.
