@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::decide::token::{Times, VerifiedToken};
 use crate::error::AuthError;
+use crate::jose::json::numeric_date;
 use crate::policy::{Provider, ProviderId};
 
 /// The audiences a token must name (RFC 7519 §4.1.3): its provider's own,
@@ -87,28 +88,6 @@ pub fn check_claim_types(c: &Map<String, Value>) -> Result<(), AuthError> {
         Some(_) => return Err(AuthError::Malformed("registered claim has the wrong type")),
     }
     Ok(())
-}
-
-/// The largest NumericDate accepted: 2^53 − 1 s, the largest integer every
-/// JSON producer writes exactly (a JavaScript number's safe range). RFC 7519
-/// sets no bound, and issuers do write far-off `exp` values such as
-/// 9999999999 (jwt_authn reads them as 64-bit integers).
-pub const MAX_NUMERIC_DATE: i64 = (1 << 53) - 1;
-
-/// RFC 7519 §2 NumericDate: seconds since the epoch, possibly fractional
-/// (truncated here). Values before the epoch or after
-/// [`MAX_NUMERIC_DATE`] are refused as malformed, never saturated or
-/// wrapped.
-fn numeric_date(v: &Value) -> Option<i64> {
-    let secs = match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && f.abs() < 1e15)
-                .map(|f| f.trunc() as i64)
-        })?,
-        _ => return None,
-    };
-    (0..=MAX_NUMERIC_DATE).contains(&secs).then_some(secs)
 }
 
 impl Times {
@@ -217,8 +196,9 @@ fn check_subject(provider: &Provider, c: &Map<String, Value>) -> Result<(), Auth
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_NUMERIC_DATE, check_subject, numeric_date};
+    use super::check_subject;
     use crate::error::AuthError;
+    use crate::jose::json::{MAX_NUMERIC_DATE, numeric_date};
     use serde_json::json;
 
     /// RFC 7519 §4.1.2: `sub` is a string; with `subjects`, one that is

@@ -74,6 +74,28 @@ pub fn parse_object(bytes: &[u8]) -> Option<Map<String, Value>> {
     }
 }
 
+/// The largest NumericDate accepted: 2^53 − 1 s, the largest integer every
+/// JSON producer writes exactly (a JavaScript number's safe range). RFC 7519
+/// sets no bound, and issuers do write far-off `exp` values such as
+/// 9999999999 (jwt_authn reads them as 64-bit integers).
+pub const MAX_NUMERIC_DATE: i64 = (1 << 53) - 1;
+
+/// RFC 7519 §2 NumericDate: seconds since the epoch, possibly fractional
+/// (truncated here). Values before the epoch or after
+/// [`MAX_NUMERIC_DATE`] are refused as malformed, never saturated or
+/// wrapped.
+pub fn numeric_date(v: &Value) -> Option<i64> {
+    let secs = match v {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 1e15)
+                .map(|f| f.trunc() as i64)
+        })?,
+        _ => return None,
+    };
+    (0..=MAX_NUMERIC_DATE).contains(&secs).then_some(secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::binding::Thumbprint;
 use crate::jose::alg::Alg;
-use crate::jose::json::parse_object;
+use crate::jose::json::{numeric_date, parse_object};
 
 /// Upper bound on a `DPoP` header value, in bytes, checked before
 /// anything is decoded. A proof with an RSA-4096 `jwk` is about 2 KiB.
@@ -40,8 +40,6 @@ pub const MAX_JTI_BYTES: usize = 256;
 pub const DEFAULT_MAX_AGE_SECS: u64 = 60;
 /// Default of [`DpopConfig::clock_skew_secs`].
 pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 5;
-/// The largest NumericDate accepted for `iat`: 2^53 − 1 s.
-const MAX_NUMERIC_DATE: i64 = (1 << 53) - 1;
 
 /// Server nonces (RFC 9449 §9): the secrets that make and check them, and
 /// how long a nonce is accepted. Secrets should be at least 32 random
@@ -371,18 +369,4 @@ impl<'a> Claims<'a> {
             ath: claims.get("ath"),
         })
     }
-}
-
-/// RFC 7519 §2 NumericDate: seconds since the epoch, possibly fractional
-/// (truncated); outside `0..=2^53 − 1`, refused.
-fn numeric_date(v: &Value) -> Option<i64> {
-    let secs = match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && f.abs() < 1e15)
-                .map(|f| f.trunc() as i64)
-        })?,
-        _ => return None,
-    };
-    (0..=MAX_NUMERIC_DATE).contains(&secs).then_some(secs)
 }
