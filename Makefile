@@ -94,6 +94,7 @@ clean:
 #                         make bench-envoy BENCH_ARGS='--rounds 1 --duration 2 --out -'
 #   make bench-micro    only criterion (benches/core.rs) + accounting (benches/profile.rs)
 #   make bench-profile  callgrind profile of the native request path (valgrind)
+#   make bench-dpop     a DPoP request's cost next to (c) and (d), under callgrind
 #   make bench-instructions  Envoy's instructions and estimated cycles per request under callgrind
 #                       (valgrind); INSTR_ARGS='--variants w,c --algs ES256'
 BENCH_ARGS   ?=
@@ -102,7 +103,7 @@ OHA_VERSION  := 1.16.0
 OHA_STAMP    := $(CURDIR)/target/tools/.oha-$(OHA_VERSION)
 BENCH_OUT    := $(CURDIR)/target/bench
 
-.PHONY: bench bench-tools bench-fixture bench-micro bench-envoy bench-profile bench-instructions
+.PHONY: bench bench-tools bench-fixture bench-micro bench-envoy bench-profile bench-instructions bench-dpop
 
 # oha (HTTP load generator with client certificates), project-local, once.
 $(OHA_STAMP):
@@ -134,6 +135,12 @@ bench: bench-micro
 bench-instructions: build bench-fixture bench-tools venv
 	@command -v valgrind >/dev/null || { echo "bench-instructions: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 	$(VENV)/bin/python $(CURDIR)/benches/instructions.py $(INSTR_ARGS)
+
+# A DPoP request (fresh ES256 proof, cached token) next to (c) and (d), in
+# Envoy instructions per request under callgrind (~15 min; needs valgrind).
+bench-dpop: build venv
+	@command -v valgrind >/dev/null || { echo "bench-dpop: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+	$(VENV)/bin/python $(CURDIR)/benches/dpop.py
 
 bench-profile:
 	@command -v valgrind >/dev/null || { echo "bench-profile: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
