@@ -1842,3 +1842,29 @@ fn malformed_jkt_fails_closed_with_a_dpop_block() {
         );
     }
 }
+
+/// Without a `dpop` block `cnf.jkt` is a confirmation method this provider
+/// does not check: whatever it holds, a token is judged by its
+/// `x5t#S256` alone, as before DPoP was supported.
+#[test]
+fn jkt_is_ignored_without_a_dpop_block() {
+    for mode in ["required", "when_present"] {
+        let p = dpop_policy(json!({"dpop": null, "certificate_binding": mode}));
+        for name in ["x5t_and_bad_jkt", "x5t_and_numeric_jkt"] {
+            let h = bearer(&dpop_token(name));
+            allowed(run(&p, &h, Some(thumb("client_a"))));
+            assert_eq!(
+                dpop_denied(&p, &h, Some("client_b")),
+                AuthError::BindingMismatch,
+                "{mode} {name}"
+            );
+        }
+        for name in ["bad_jkt", "jkt"] {
+            assert_eq!(
+                dpop_denied(&p, &bearer(&dpop_token(name)), Some("client_a")),
+                AuthError::MissingBinding,
+                "{mode} {name}"
+            );
+        }
+    }
+}
