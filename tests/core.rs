@@ -1868,3 +1868,37 @@ fn jkt_is_ignored_without_a_dpop_block() {
         }
     }
 }
+
+/// RFC 9728 §2: `authorization_servers` defaults to the providers'
+/// issuers, in provider order; the document names DPoP's algorithms of
+/// every provider that has a dpop block.
+#[test]
+fn metadata_defaults_to_the_providers() {
+    let jwks = json!({"inline_string": dpop_vectors()["jwks"].to_string()});
+    let p = policy(json!({
+        "providers": {
+            "a": {"issuer": "https://x.example.com", "local_jwks": jwks},
+            "b": {"issuer": "https://y.example.com", "local_jwks": jwks},
+            "c": {"issuer": "https://z.example.com", "local_jwks": jwks,
+                  "dpop": {"algorithms": ["ES256"]}},
+        },
+        "resource_metadata": {"resource": "https://api.example.com"}
+    }));
+    let m = p.resource_metadata.as_ref().unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&m.document).unwrap();
+    assert_eq!(
+        doc["authorization_servers"],
+        json!([
+            "https://x.example.com",
+            "https://y.example.com",
+            "https://z.example.com"
+        ])
+    );
+    assert_eq!(doc["dpop_signing_alg_values_supported"], json!(["ES256"]));
+    assert_eq!(doc["dpop_bound_access_tokens_required"], json!(false));
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(
+        m.url,
+        "https://api.example.com/.well-known/oauth-protected-resource"
+    );
+}
