@@ -202,14 +202,14 @@ def new_path(prefix: str = "/dpop") -> str:
 
 def send(envoy: Envoy, backend: harness.Backend, ca: Path, path: str, *,
          method: str = "GET", client: Client | None = None,
-         headers: Iterable[tuple[str, str]] = ()) -> Reply:
-    """One HTTP/1.1 request on a fresh (m)TLS connection, Host ``localhost``;
-    ``headers`` as pairs, so a name can be sent twice."""
+         headers: Iterable[tuple[str, str]] = (), host: str = "localhost") -> Reply:
+    """One HTTP/1.1 request on a fresh (m)TLS connection to 127.0.0.1
+    with Host ``host``; ``headers`` as pairs, so a name can be sent twice."""
     conn = http.client.HTTPSConnection("127.0.0.1", envoy.port, timeout=harness.HTTP_TIMEOUT,
                                        context=harness.tls_context(ca, client))
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("host", "localhost")
+        conn.putheader("host", host)
         for k, v in headers:
             conn.putheader(k, v)
         conn.endheaders()
