@@ -589,3 +589,21 @@ def test_envoy_logs_carry_no_proof_or_token(dpop_envoy, client):
     client.send(path, proofs=[p])
     log = dpop_envoy.log_text()
     assert p not in log and client.token not in log
+
+
+@pytest.mark.parametrize("jkt", ["not-a-thumbprint", 5], ids=["short", "number"])
+def test_malformed_jkt_beside_x5t(jkt, envoy_required, dpop_envoy, pki, backend):
+    """Without a dpop block only x5t#S256 counts; under one a cnf.jkt that
+    is no thumbprint fails closed."""
+    token = pki.token(None, cnf={"x5t#S256": pki.client_a.thumbprint, "jkt": jkt})
+    auth = [("authorization", f"Bearer {token}")]
+    r = send(envoy_required, backend, pki.ca, new_path(), client=pki.client_a, headers=auth)
+    assert_accepted(r, token, scheme="Bearer")
+    counters = Counters(dpop_envoy)
+    r = send(dpop_envoy, backend, pki.ca, new_path(), client=pki.client_a, headers=auth)
+    assert r.status == 401 and r.upstream == [], r
+    # (the description names x5t#S256 whichever cnf member is malformed)
+    bearer, dpop = r.challenges
+    assert bearer.startswith('Bearer error="invalid_token", error_description="malformed '), r
+    assert dpop == DPOP_BARE, r
+    assert counters.delta() == denied("missing_binding")
