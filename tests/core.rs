@@ -1703,3 +1703,202 @@ fn folded_authorization_headers_are_two_tokens() {
     )];
     allowed(run(&p, &same, Some(thumb("client_a"))));
 }
+
+// ------------------------------------------------------------------ DPoP
+
+/// tests/vectors/dpop/decision.json (make_dpop_decision_vectors.py): its
+/// own IdP key and DPoP-bound tokens, proofs of a GET of `origin + path`
+/// at the vectors' `now`.
+fn dpop_vectors() -> &'static serde_json::Value {
+    static V: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    V.get_or_init(|| serde_json::from_str(include_str!("vectors/dpop/decision.json")).unwrap())
+}
+
+fn dpop_token(name: &str) -> String {
+    dpop_vectors()["tokens"][name].as_str().unwrap().to_string()
+}
+
+fn dpop_proof(name: &str) -> String {
+    dpop_vectors()["proofs"][name].as_str().unwrap().to_string()
+}
+
+/// The provider of the DPoP vectors, `extra` merged in (`"dpop": null`:
+/// no dpop block).
+fn dpop_policy(extra: serde_json::Value) -> certbound::Policy {
+    let mut merged = json!({
+        "local_jwks": {"inline_string": dpop_vectors()["jwks"].to_string()},
+        "dpop": {},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        merged[k] = v.clone();
+    }
+    simple_policy(merged)
+}
+
+/// A GET of the vectors' URI with `scheme token` and the given proofs.
+fn dpop_request(scheme: &str, t: &str, proofs: &[&str]) -> Vec<(String, String)> {
+    let v = dpop_vectors();
+    let origin = v["origin"].as_str().unwrap();
+    let mut h = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":scheme".to_string(), "https".to_string()),
+        (
+            ":authority".to_string(),
+            origin.trim_start_matches("https://").to_string(),
+        ),
+        (":path".to_string(), v["path"].as_str().unwrap().to_string()),
+        ("authorization".to_string(), format!("{scheme} {t}")),
+    ];
+    h.extend(proofs.iter().map(|p| ("dpop".to_string(), dpop_proof(p))));
+    h
+}
+
+fn dpop_denied(p: &certbound::Policy, h: &[(String, String)], cert: Option<&str>) -> AuthError {
+    denied(&run(p, h, cert.map(thumb)))
+        .unwrap_or_else(|| panic!("allowed"))
+        .clone()
+}
+
+#[test]
+fn dpop_bound_token_needs_the_dpop_scheme_and_its_proof() {
+    use certbound::DpopError;
+    let p = dpop_policy(json!({}));
+    let t = dpop_token("jkt");
+    let a = allowed(run(&p, &dpop_request("DPoP", &t, &["jkt"]), None));
+    assert!(a.dpop.is_some(), "the proof goes to the replay check");
+    // RFC 9110 §11.1: the scheme is case-insensitive.
+    allowed(run(&p, &dpop_request("dpop", &t, &["jkt"]), None));
+    for (scheme, proofs, error) in [
+        ("Bearer", &["jkt"][..], DpopError::BearerScheme),
+        ("DPoP", &[][..], DpopError::Missing),
+        ("DPoP", &["jkt", "jkt_again"][..], DpopError::Multiple),
+        ("DPoP", &["jkt_post"][..], DpopError::MethodMismatch),
+        ("DPoP", &["jkt_other_key"][..], DpopError::KeyMismatch),
+        // a proof whose ath is another token's
+        ("DPoP", &["x5t"][..], DpopError::AccessTokenHashMismatch),
+    ] {
+        assert_eq!(
+            dpop_denied(&p, &dpop_request(scheme, &t, proofs), None),
+            AuthError::Dpop(error),
+            "{scheme} {proofs:?}"
+        );
+    }
+}
+
+#[test]
+fn dpop_scheme_needs_a_dpop_bound_token() {
+    use certbound::DpopError;
+    let p = dpop_policy(json!({}));
+    for name in ["unbound", "x5t"] {
+        let h = dpop_request("DPoP", &dpop_token(name), &[name]);
+        assert_eq!(
+            dpop_denied(&p, &h, Some("client_a")),
+            AuthError::Dpop(DpopError::UnboundToken),
+            "{name}"
+        );
+    }
+    // With Bearer the certificate-bound token is what it always was.
+    let x5t = dpop_token("x5t");
+    allowed(run(&p, &bearer(&x5t), Some(thumb("client_a"))));
+    // `required`: only DPoP-bound tokens.
+    let required = dpop_policy(json!({"dpop": {"required": true}}));
+    assert_eq!(
+        dpop_denied(&required, &bearer(&x5t), Some("client_a")),
+        AuthError::Dpop(DpopError::UnboundToken)
+    );
+    allowed(run(
+        &required,
+        &dpop_request("DPoP", &dpop_token("jkt"), &["jkt"]),
+        None,
+    ));
+}
+
+#[test]
+fn token_bound_both_ways_needs_certificate_and_proof() {
+    let p = dpop_policy(json!({}));
+    let h = dpop_request("DPoP", &dpop_token("jkt_and_x5t"), &["jkt_and_x5t"]);
+    let a = allowed(run(&p, &h, Some(thumb("client_a"))));
+    assert!(a.dpop.is_some());
+    assert_eq!(dpop_denied(&p, &h, None), AuthError::NoClientCertificate);
+    assert_eq!(
+        dpop_denied(&p, &h, Some("client_b")),
+        AuthError::BindingMismatch
+    );
+    let no_proof = dpop_request("DPoP", &dpop_token("jkt_and_x5t"), &[]);
+    assert_eq!(
+        dpop_denied(&p, &no_proof, Some("client_a")),
+        AuthError::Dpop(certbound::DpopError::Missing)
+    );
+}
+
+#[test]
+fn malformed_jkt_fails_closed_with_a_dpop_block() {
+    let p = dpop_policy(json!({}));
+    for name in ["x5t_and_bad_jkt", "x5t_and_numeric_jkt", "bad_jkt"] {
+        assert_eq!(
+            dpop_denied(&p, &bearer(&dpop_token(name)), Some("client_a")),
+            AuthError::MalformedBinding,
+            "{name}"
+        );
+    }
+}
+
+/// Without a `dpop` block `cnf.jkt` is a confirmation method this provider
+/// does not check: whatever it holds, a token is judged by its
+/// `x5t#S256` alone, as before DPoP was supported.
+#[test]
+fn jkt_is_ignored_without_a_dpop_block() {
+    for mode in ["required", "when_present"] {
+        let p = dpop_policy(json!({"dpop": null, "certificate_binding": mode}));
+        for name in ["x5t_and_bad_jkt", "x5t_and_numeric_jkt"] {
+            let h = bearer(&dpop_token(name));
+            allowed(run(&p, &h, Some(thumb("client_a"))));
+            assert_eq!(
+                dpop_denied(&p, &h, Some("client_b")),
+                AuthError::BindingMismatch,
+                "{mode} {name}"
+            );
+        }
+        for name in ["bad_jkt", "jkt"] {
+            assert_eq!(
+                dpop_denied(&p, &bearer(&dpop_token(name)), Some("client_a")),
+                AuthError::MissingBinding,
+                "{mode} {name}"
+            );
+        }
+    }
+}
+
+/// RFC 9728 §2: `authorization_servers` defaults to the providers'
+/// issuers, in provider order; the document names DPoP's algorithms of
+/// every provider that has a dpop block.
+#[test]
+fn metadata_defaults_to_the_providers() {
+    let jwks = json!({"inline_string": dpop_vectors()["jwks"].to_string()});
+    let p = policy(json!({
+        "providers": {
+            "a": {"issuer": "https://x.example.com", "local_jwks": jwks},
+            "b": {"issuer": "https://y.example.com", "local_jwks": jwks},
+            "c": {"issuer": "https://z.example.com", "local_jwks": jwks,
+                  "dpop": {"algorithms": ["ES256"]}},
+        },
+        "resource_metadata": {"resource": "https://api.example.com"}
+    }));
+    let m = p.resource_metadata.as_ref().unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&m.document).unwrap();
+    assert_eq!(
+        doc["authorization_servers"],
+        json!([
+            "https://x.example.com",
+            "https://y.example.com",
+            "https://z.example.com"
+        ])
+    );
+    assert_eq!(doc["dpop_signing_alg_values_supported"], json!(["ES256"]));
+    assert_eq!(doc["dpop_bound_access_tokens_required"], json!(false));
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(
+        m.url,
+        "https://api.example.com/.well-known/oauth-protected-resource"
+    );
+}

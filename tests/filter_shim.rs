@@ -1223,3 +1223,203 @@ fn body_of_a_denied_request_is_held() {
     assert_eq!(http.on_http_request_body(10, true), Action::Continue);
     assert_one_response_per_stream(&h);
 }
+
+// ------------------------------------------------------------------ DPoP
+
+/// tests/vectors/dpop/decision.json: DPoP-bound tokens under its own IdP
+/// key, and proofs of a GET of its `origin + path` at the vectors' `now`.
+fn dpop_vectors() -> &'static Value {
+    static V: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    V.get_or_init(|| serde_json::from_str(include_str!("vectors/dpop/decision.json")).unwrap())
+}
+
+const METADATA_URL: &str = "https://api.example.com/.well-known/oauth-protected-resource";
+const DPOP_ALGS: &str = "ES256 PS256 EdDSA Ed25519";
+
+/// The DPoP vectors' provider with `dpop` as its dpop block, and the API's
+/// RFC 9728 metadata.
+fn dpop_config(dpop: Value) -> Value {
+    json!({
+        "providers": {"idp": provider(json!({
+            "local_jwks": {"inline_string": dpop_vectors()["jwks"].to_string()},
+            "dpop": dpop,
+        }))},
+        "resource_metadata": {
+            "resource": "https://api.example.com",
+            "scopes_supported": ["orders:read"],
+        },
+    })
+}
+
+/// A GET of the vectors' URI on stream `id`: `DPoP <token>` and the proof
+/// named `proof`, if any.
+fn dpop_host(h: &FakeHost, id: u32, token: &str, proof: Option<&str>) -> FakeHost {
+    let v = dpop_vectors();
+    let mut h = h
+        .clone()
+        .on_stream(id)
+        .with_header(":method", "GET")
+        .with_header(":scheme", "https")
+        .with_header(":authority", "api.example.com")
+        .with_header(":path", v["path"].as_str().unwrap())
+        .with_header(
+            "authorization",
+            &format!("DPoP {}", v["tokens"][token].as_str().unwrap()),
+        );
+    if let Some(p) = proof {
+        h = h.with_header("dpop", v["proofs"][p].as_str().unwrap());
+    }
+    h
+}
+
+fn on_stream(root: &CertboundRoot<FakeHost>, h: &FakeHost, id: u32) -> Action {
+    let mut http = root.create_http_context(id).unwrap();
+    let action = http.on_http_request_headers(0, true);
+    assert_one_response_per_stream(h);
+    action
+}
+
+fn challenges(r: &certbound::LocalResponse) -> Vec<&str> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k == "www-authenticate")
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[test]
+fn missing_token_challenges_bearer_and_dpop() {
+    let h = host()
+        .with_json(dpop_config(json!({})))
+        .with_header(":method", "GET")
+        .with_header(":path", "/api");
+    assert_eq!(request(&h), Action::Pause);
+    let r = h.response().unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        challenges(&r),
+        [
+            format!("Bearer resource_metadata=\"{METADATA_URL}\""),
+            format!("DPoP algs=\"{DPOP_ALGS}\", resource_metadata=\"{METADATA_URL}\""),
+        ]
+    );
+    assert_eq!(r.header("dpop-nonce"), None);
+    assert_eq!(h.counter("certbound.denied.missing_token"), 1);
+    // required: only the DPoP challenge.
+    let h = host()
+        .with_json(dpop_config(
+            json!({"required": true, "algorithms": ["ES256"]}),
+        ))
+        .with_header(":method", "GET")
+        .with_header(":path", "/api");
+    assert_eq!(request(&h), Action::Pause);
+    assert_eq!(
+        challenges(&h.response().unwrap()),
+        [format!(
+            "DPoP algs=\"ES256\", resource_metadata=\"{METADATA_URL}\""
+        )]
+    );
+}
+
+#[test]
+fn dpop_proof_is_accepted_once_across_workers() {
+    let h = host().with_json(dpop_config(json!({})));
+    let a = configured_root(&h);
+    let b = configured_root(&h);
+    let s1 = dpop_host(&h, 1, "jkt", Some("jkt"));
+    assert_eq!(on_stream(&a, &s1, 1), Action::Continue, "{}", h.logs());
+    assert_eq!(h.counter("certbound.dpop.accepted"), 1);
+    // The same proof on another worker: the shared replay store has it.
+    let s2 = dpop_host(&h, 2, "jkt", Some("jkt"));
+    assert_eq!(on_stream(&b, &s2, 2), Action::Pause);
+    let r = h.response_of(2).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        challenges(&r),
+        [
+            format!("Bearer resource_metadata=\"{METADATA_URL}\""),
+            format!(
+                "DPoP algs=\"{DPOP_ALGS}\", error=\"invalid_dpop_proof\", \
+                 error_description=\"DPoP proof replayed\", resource_metadata=\"{METADATA_URL}\""
+            ),
+        ]
+    );
+    assert_eq!(h.counter("certbound.denied.dpop_replayed"), 1);
+    // A new proof of the same key is fine.
+    let s3 = dpop_host(&h, 3, "jkt", Some("jkt_again"));
+    assert_eq!(on_stream(&b, &s3, 3), Action::Continue);
+    assert_eq!(h.counter("certbound.dpop.accepted"), 2);
+}
+
+#[test]
+fn use_dpop_nonce_answer_carries_a_dpop_nonce() {
+    let v = dpop_vectors();
+    let secret = v["nonce_secret"].as_str().unwrap();
+    let h = host().with_json(dpop_config(json!({"nonce": {"secret": secret}})));
+    let root = configured_root(&h);
+    let s1 = dpop_host(&h, 1, "jkt", Some("jkt"));
+    assert_eq!(on_stream(&root, &s1, 1), Action::Pause);
+    let r = h.response_of(1).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        challenges(&r)[1],
+        format!(
+            "DPoP algs=\"{DPOP_ALGS}\", error=\"use_dpop_nonce\", \
+             error_description=\"DPoP proof nonce required\", resource_metadata=\"{METADATA_URL}\""
+        )
+    );
+    let issued = r.header("dpop-nonce").unwrap();
+    assert_eq!(issued, v["nonce_now"].as_str().unwrap());
+    assert_eq!(issued, certbound::Nonce::issue(secret.as_bytes(), now()));
+    assert_eq!(
+        r.headers.iter().filter(|(k, _)| k == "dpop-nonce").count(),
+        1
+    );
+    assert_eq!(h.counter("certbound.dpop.nonce_issued"), 1);
+    assert_eq!(h.counter("certbound.denied.dpop_nonce_required"), 1);
+    // The retry with that nonce.
+    let s2 = dpop_host(&h, 2, "jkt", Some("jkt_nonce"));
+    assert_eq!(on_stream(&root, &s2, 2), Action::Continue);
+    assert_eq!(h.counter("certbound.dpop.accepted"), 1);
+    // Other refusals carry no nonce (here: the DPoP scheme, no cnf.jkt).
+    let s3 = dpop_host(&h, 3, "unbound", Some("unbound"));
+    assert_eq!(on_stream(&root, &s3, 3), Action::Pause);
+    assert_eq!(h.response_of(3).unwrap().header("dpop-nonce"), None);
+    assert_eq!(h.counter("certbound.dpop.nonce_issued"), 1);
+}
+
+#[test]
+fn metadata_is_answered_by_the_filter() {
+    for method in ["GET", "HEAD"] {
+        let h = host()
+            .with_json(dpop_config(json!({"required": true})))
+            .with_header(":method", method)
+            .with_header(":path", "/.well-known/oauth-protected-resource?x=1");
+        assert_eq!(request(&h), Action::Pause);
+        let r = h.response().unwrap();
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let doc: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            doc,
+            json!({
+                "resource": "https://api.example.com",
+                "authorization_servers": [vectors()["issuer"]],
+                "bearer_methods_supported": ["header"],
+                "tls_client_certificate_bound_access_tokens": false,
+                "dpop_bound_access_tokens_required": true,
+                "dpop_signing_alg_values_supported": ["ES256", "PS256", "EdDSA", "Ed25519"],
+                "scopes_supported": ["orders:read"],
+            })
+        );
+        assert_eq!(h.counter("certbound.denied"), 0);
+        assert_eq!(h.counter("certbound.allowed"), 0);
+    }
+    // Another method is a request like any other.
+    let h = host()
+        .with_json(dpop_config(json!({})))
+        .with_header(":method", "POST")
+        .with_header(":path", "/.well-known/oauth-protected-resource");
+    assert_eq!(request(&h), Action::Pause);
+    assert_eq!(h.status(), Some(401));
+}

@@ -51,10 +51,11 @@ pub fn check_binding(
 ) -> Result<Bound, AuthError> {
     let dpop_scheme = sender.found.source.is_dpop_scheme();
     let jkt = match (&provider.dpop, token.jkt) {
-        (_, TokenJkt::Malformed) => return Err(AuthError::MalformedBinding),
-        // Without a `dpop` block a `jkt` cannot be checked: a token bound
-        // only that way has no binding this provider accepts.
+        // Without a `dpop` block a `jkt` cannot be checked, whatever it
+        // holds: a token bound only that way has no binding this provider
+        // accepts, one with `x5t#S256` too is judged by that alone.
         (None, _) => None,
+        (Some(_), TokenJkt::Malformed) => return Err(AuthError::MalformedBinding),
         (Some(_), TokenJkt::Jkt(j)) => Some(j),
         (Some(_), TokenJkt::Absent) => None,
     };

@@ -60,7 +60,8 @@ def envoy_factory(pki: Pki, backend: Backend, envoy_workdir: Path) -> Iterator[E
     ``config`` is another shipped config file (harness.SELF_SIGNED_CONFIG,
     harness.HOST_SCOPED_CONFIG), started with only its ports rewritten;
     ``jwks_text`` is CERTBOUND_JWKS in Envoy's environment (default: the
-    session's multi-key JWKS; None: unset).
+    session's multi-key JWKS; None: unset); ``env`` adds variables to
+    Envoy's environment and passes them to the VM (``host_env_keys``).
     """
     running: dict[str, Envoy] = {}
     default = object()
@@ -68,7 +69,8 @@ def envoy_factory(pki: Pki, backend: Backend, envoy_workdir: Path) -> Iterator[E
     def start(name: str, *, provider: dict[str, Any] | None = None,
               plugin: dict[str, Any] | str | None = None,
               config: Path | None = None,
-              jwks_text: Any = default) -> Envoy:
+              jwks_text: Any = default,
+              env: dict[str, str] | None = None) -> Envoy:
         if name in running:
             return running[name]
         if config is not None:
@@ -76,8 +78,13 @@ def envoy_factory(pki: Pki, backend: Backend, envoy_workdir: Path) -> Iterator[E
             cfg = harness.local_config(config, backend.port)
         else:
             cfg = harness.scenario_config(backend.port, provider=provider, plugin=plugin)
+        if env:
+            vm_env = harness.wasm_plugin(cfg)["vm_config"].setdefault("environment_variables", {})
+            keys = vm_env.setdefault("host_env_keys", [])
+            keys.extend(k for k in env if k not in keys)
         env_jwks = pki.jwks_text if jwks_text is default else jwks_text
         envoy = Envoy(name, cfg, pki.root, envoy_workdir, env_jwks)
+        envoy.extra_env = dict(env or {})
         running[name] = envoy
         envoy.start()
         _HEALTHY.append(envoy)

@@ -101,7 +101,12 @@ class OidcProviderError(AssertionError):
 
 class OidcProvider:
     """The node server: one process at a time, always on the same port once
-    one was chosen, the same signing keys across restarts."""
+    one was chosen, the same signing keys across restarts. Subclasses run
+    another ``script`` (tests/interop/dpop-provider.mjs) with their own
+    ``config()`` and ``issuer``."""
+
+    script = SERVER_SCRIPT
+    issuer = ISSUER
 
     def __init__(self, workdir: Path, client_secret: str, rs_secret: str,
                  ready_timeout: float = harness.READY_TIMEOUT) -> None:
@@ -152,7 +157,7 @@ class OidcProvider:
         self.config_path.write_text(json.dumps(self.config(), indent=2))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [NODE, str(SERVER_SCRIPT), str(self.config_path)],
+                [NODE, str(self.script), str(self.config_path)],
                 cwd=INTEROP_DIR, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + self.ready_timeout
@@ -200,7 +205,7 @@ class OidcProvider:
         try:
             with urllib.request.urlopen(
                     f"{self.base_url}/.well-known/openid-configuration", timeout=2) as r:
-                return r.status == 200 and json.load(r)["issuer"] == ISSUER
+                return r.status == 200 and json.load(r)["issuer"] == self.issuer
         except OSError:
             return False
 
