@@ -87,6 +87,8 @@ struct Stream {
     /// Properties by path, e.g. `["connection", "peer_certificate"]`.
     properties: Vec<(Vec<String>, Vec<u8>)>,
     response: Option<LocalResponse>,
+    /// Headers added to the upstream's response.
+    response_headers: Vec<(String, String)>,
     resumed: bool,
 }
 
@@ -345,6 +347,16 @@ impl FakeHost {
             .is_some_and(|st| st.resumed)
     }
 
+    /// The headers the filter added to stream `id`'s response.
+    pub fn response_headers_of(&self, id: u32) -> Vec<(String, String)> {
+        self.0
+            .borrow()
+            .streams
+            .get(&id)
+            .map(|st| st.response_headers.clone())
+            .unwrap_or_default()
+    }
+
     /// The first value of request header `name` on the effective stream,
     /// after the filter's changes.
     pub fn header(&self, name: &str) -> Option<String> {
@@ -479,6 +491,14 @@ impl Host for FakeHost {
         if let Some(v) = value {
             stream.headers.push((name.to_string(), v.to_string()));
         }
+    }
+
+    fn add_response_header(&self, name: &str, value: &str) {
+        let mut s = self.0.borrow_mut();
+        s.count("add_map_value(response_headers)");
+        s.stream()
+            .response_headers
+            .push((name.to_string(), value.to_string()));
     }
 
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

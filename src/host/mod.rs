@@ -28,6 +28,9 @@ pub trait Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Sets (`Some`) or removes (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>);
+    /// Adds a header to the response of the effective stream, from its
+    /// response-headers callback.
+    fn add_response_header(&self, name: &str, value: &str);
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Resumes the effective stream, paused earlier.
     fn resume_request(&self);

@@ -180,4 +180,11 @@ impl<H: Host> HttpContext for CertboundHttp<H> {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.hold_if_undecided()
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Ok(mut vm) = self.vm.try_borrow_mut() {
+            vm.on_response_headers(&*self.host, self.context_id);
+        }
+        Action::Continue
+    }
 }

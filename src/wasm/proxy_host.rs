@@ -40,6 +40,10 @@ impl Host for ProxyHost {
         let _ = hc::set_map_value(MapType::HttpRequestHeaders, name, value);
     }
 
+    fn add_response_header(&self, name: &str, value: &str) {
+        let _ = hc::add_map_value(MapType::HttpResponseHeaders, name, value);
+    }
+
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         let _ = hc::send_http_response(status, headers.to_vec(), Some(body));
     }

@@ -496,10 +496,6 @@ def test_fresh_nonce_needs_no_new_one(nonce_envoy, pki, backend, es256_key):
     assert r.header("dpop-nonce") is None, r
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the decision marks a proof whose nonce has lived half its lifetime "
-    "(ProofUse.refresh_nonce), but no response of an allowed request carries a "
-    "fresh DPoP-Nonce (RFC 9449 §8.2): the host never reads refresh_nonce"))
 def test_aging_nonce_is_refreshed_on_success(nonce_envoy, pki, backend, es256_key):
     """lifetime 300 s: a nonce 160 s old is still accepted, and the answer
     carries the next one, so the client never runs into use_dpop_nonce."""

@@ -84,7 +84,7 @@ impl Vm {
                     error: AuthError::IntrospectionFailed,
                     provider: Some(pending.provider),
                 };
-                self.apply(host, &headers, failed, now);
+                self.apply(host, pending.context_id, &headers, failed, now);
             }
         }
     }

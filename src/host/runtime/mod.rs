@@ -79,6 +79,9 @@ pub struct Vm {
     dpop_algs: Vec<Alg>,
     /// The longest DPoP window of any provider: how long proofs are kept.
     dpop_window: u64,
+    /// Fresh `DPoP-Nonce`s for the responses of allowed streams whose proof
+    /// carried an ageing nonce (RFC 9449 §8.2).
+    nonces: HashMap<u32, String>,
 }
 
 fn now_ms(host: &dyn Host) -> Option<u64> {
@@ -154,6 +157,7 @@ impl Vm {
             calls: HashMap::new(),
             dpop_algs,
             dpop_window,
+            nonces: HashMap::new(),
         };
         if vm.has_remote() {
             // Fetch on the first tick: clusters are not usable during configure.
@@ -234,7 +238,7 @@ impl Vm {
                 error: AuthError::Internal,
                 provider: None,
             };
-            return self.apply(host, &headers, denial, 0);
+            return self.apply(host, context_id, &headers, denial, 0);
         };
         let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         let mut cert = PeerCertificate {
@@ -318,16 +322,17 @@ impl Vm {
                     error: AuthError::IntrospectionFailed,
                     provider: Some(*provider),
                 };
-                return self.apply(host, &headers, failed, now);
+                return self.apply(host, context_id, &headers, failed, now);
             }
-            return self.apply(host, &headers, decision, now);
+            return self.apply(host, context_id, &headers, decision, now);
         }
     }
 
     /// Carries out a decision taken at `now` (Unix seconds).
     fn apply(
-        &self,
+        &mut self,
         host: &dyn Host,
+        context_id: u32,
         headers: &RequestHeaders,
         decision: Decision,
         now: i64,
@@ -373,6 +378,19 @@ impl Vm {
                 Step::Responded
             }
             Decision::Allow(allowed) => {
+                // RFC 9449 §8.2: a proof whose nonce ages gets the next one
+                // with the response.
+                let refresh = allowed
+                    .dpop
+                    .filter(|p| p.refresh_nonce)
+                    .and(allowed.provider)
+                    .and_then(|p| self.policy.provider(p).dpop.as_ref())
+                    .and_then(|d| d.config.nonce.as_ref())
+                    .map(|n| n.issue(now));
+                if let Some(nonce) = refresh {
+                    Metrics::bump(host, self.metrics.dpop_nonce_issued, 1);
+                    self.nonces.insert(context_id, nonce);
+                }
                 for op in &allowed.ops {
                     match op {
                         HeaderOp::Remove(name) => host.set_request_header(name, None),
@@ -482,9 +500,23 @@ impl Vm {
     /// The stream ended (client gone): forget it.
     pub fn forget(&mut self, context_id: u32) {
         self.release(context_id);
+        if !self.nonces.is_empty() {
+            self.nonces.remove(&context_id);
+        }
         self.waiters.retain(|w| w.context_id != context_id);
         self.introspections
             .retain(|_, p| p.context_id != context_id);
+    }
+
+    /// The upstream's response to an allowed stream: it carries the fresh
+    /// `DPoP-Nonce` the stream earned, if any.
+    pub fn on_response_headers(&mut self, host: &dyn Host, context_id: u32) {
+        if self.nonces.is_empty() {
+            return;
+        }
+        if let Some(nonce) = self.nonces.remove(&context_id) {
+            host.add_response_header("dpop-nonce", &nonce);
+        }
     }
 
     /// Takes up the paused requests that `pick` selects.
