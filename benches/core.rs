@@ -204,7 +204,10 @@ fn bench_cache(c: &mut Criterion) {
     let id = policy.each_provider().next().unwrap().0;
     let set = keys.get(id).unwrap();
     g.bench_function("key_by_kid/es256", |b| {
-        b.iter(|| set.select(black_box(Some("es256")), Alg::ES256).unwrap())
+        b.iter(|| {
+            set.select(black_box(Some("es256")), Alg::ES256, false)
+                .unwrap()
+        })
     });
     // Run on every request to route opaque tokens to introspection, also
     // when no provider has introspection: base64 + JSON of the JWS header.

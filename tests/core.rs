@@ -272,21 +272,24 @@ fn jwks_skips_bad_keys_and_keeps_good_ones() {
 fn jwks_alg_member_restricts_the_key() {
     let (set, _) = KeySet::parse(&jwks("messy_jwks")).unwrap();
     use certbound::Alg;
-    assert!(set.select(Some("rs256-only"), Alg::RS256).is_ok());
+    assert!(set.select(Some("rs256-only"), Alg::RS256, false).is_ok());
     assert_eq!(
-        set.select(Some("rs256-only"), Alg::PS256).err(),
+        set.select(Some("rs256-only"), Alg::PS256, false).err(),
         Some(AuthError::KeyAlgorithmMismatch)
     );
     // RFC 9864: "EdDSA" and "Ed25519" are distinct names for a JWK's `alg`,
     // though the signature is the same; a key without `alg` serves both.
-    assert!(set.select(Some("eddsa-only"), Alg::EdDSA).is_ok());
+    assert!(set.select(Some("eddsa-only"), Alg::EdDSA, false).is_ok());
     assert_eq!(
-        set.select(Some("eddsa-only"), Alg::Ed25519).err(),
+        set.select(Some("eddsa-only"), Alg::Ed25519, false).err(),
         Some(AuthError::KeyAlgorithmMismatch)
     );
-    assert!(set.select(Some("ed25519-only"), Alg::Ed25519).is_ok());
+    assert!(
+        set.select(Some("ed25519-only"), Alg::Ed25519, false)
+            .is_ok()
+    );
     assert_eq!(
-        set.select(Some("ed25519-only"), Alg::EdDSA).err(),
+        set.select(Some("ed25519-only"), Alg::EdDSA, false).err(),
         Some(AuthError::KeyAlgorithmMismatch)
     );
 }
@@ -1901,4 +1904,32 @@ fn metadata_defaults_to_the_providers() {
         m.url,
         "https://api.example.com/.well-known/oauth-protected-resource"
     );
+}
+
+/// RFC 8725 §3.1, one algorithm per key: with `require_key_alg`, a JWK
+/// without `alg` verifies nothing, so an RSA key cannot serve both PKCS #1
+/// and PSS; a JWK that names its `alg` is used with that one only.
+#[test]
+fn require_key_alg_refuses_keys_without_alg() {
+    // The vectors' JWKS names no `alg`: by default (as jwt_authn) it verifies.
+    let lenient = simple_policy(json!({}));
+    let strict = simple_policy(json!({"require_key_alg": true}));
+    for name in ["good_ES256", "good_RS256", "good_PS256", "good_EdDSA"] {
+        let t = token(name);
+        assert!(verify_with(&lenient, &t, now()).is_ok(), "{name}");
+        assert_eq!(
+            verify_with(&strict, &t, now()).err(),
+            Some(AuthError::KeyAlgorithmMismatch),
+            "{name}"
+        );
+    }
+    let (set, _) = KeySet::parse(&jwks("messy_jwks")).unwrap();
+    use certbound::Alg;
+    assert!(set.select(Some("rs256-only"), Alg::RS256, true).is_ok());
+    assert!(set.select(Some("eddsa-only"), Alg::EdDSA, true).is_ok());
+    assert_eq!(
+        set.select(Some("es256"), Alg::ES256, true).err(),
+        Some(AuthError::KeyAlgorithmMismatch)
+    );
+    assert!(set.select(Some("es256"), Alg::ES256, false).is_ok());
 }

@@ -67,7 +67,7 @@ pub fn verify(
         .ok_or(AuthError::KeysUnavailable)
         .map_err(routed)?;
     let key = key_set
-        .select(header.kid.as_deref(), header.alg)
+        .select(header.kid.as_deref(), header.alg, provider.require_key_alg)
         .map_err(routed)?;
     key.verify(token).map_err(routed)?;
 

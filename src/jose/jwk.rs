@@ -132,6 +132,8 @@ impl VerifyingKey {
 #[derive(Debug, Clone)]
 pub struct Key {
     pub kid: Option<String>,
+    /// The JWK names its algorithm (`alg`, RFC 7517 §4.4).
+    pub alg_declared: bool,
     variants: Vec<VerifyingKey>,
 }
 
@@ -242,8 +244,15 @@ impl KeySet {
 
     /// Chooses the key for a token (RFC 7515 §4.1.4): by `kid`; a token
     /// without `kid` may use the only key of a one-key set. The key must be
-    /// usable with the token's `alg` (RFC 8725 §3.1).
-    pub fn select(&self, kid: Option<&str>, alg: Alg) -> Result<&VerifyingKey, AuthError> {
+    /// usable with the token's `alg` (RFC 8725 §3.1) and, when
+    /// `require_alg`, name its algorithm itself: a key without `alg` then
+    /// verifies nothing.
+    pub fn select(
+        &self,
+        kid: Option<&str>,
+        alg: Alg,
+        require_alg: bool,
+    ) -> Result<&VerifyingKey, AuthError> {
         let key = match kid {
             Some(kid) => self
                 .keys
@@ -255,6 +264,9 @@ impl KeySet {
                 _ => return Err(AuthError::UnknownKid),
             },
         };
+        if require_alg && !key.alg_declared {
+            return Err(AuthError::KeyAlgorithmMismatch);
+        }
         key.for_alg(alg).ok_or(AuthError::KeyAlgorithmMismatch)
     }
 }
@@ -303,7 +315,11 @@ fn import_key(entry: &serde_json::Value) -> Result<Key, String> {
             Err(e) => return Err(describe_import_error(&e)),
         }
     }
-    Ok(Key { kid, variants })
+    Ok(Key {
+        kid,
+        alg_declared: obj.contains_key("alg"),
+        variants,
+    })
 }
 
 fn describe_import_error(e: &jwt_simple::Error) -> String {

@@ -117,6 +117,7 @@ pub(crate) fn provider(
         token_types,
         algorithms,
         dpop,
+        require_key_alg: rp.require_key_alg.unwrap_or(false),
     })
 }
 

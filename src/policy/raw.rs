@@ -127,6 +127,8 @@ pub(crate) struct RawProvider {
     pub(crate) token_format: Option<Named<TokenFormat>>,
     #[serde(default)]
     pub(crate) dpop: Option<RawDpop>,
+    #[serde(default)]
+    pub(crate) require_key_alg: Option<bool>,
 }
 
 /// A provider's `dpop` block (RFC 9449).

@@ -167,6 +167,9 @@ pub struct Provider {
     pub client_certificate: Option<CertificateSource>,
     pub introspection: Option<Introspection>,
     pub token_format: TokenFormat,
+    /// Only keys whose JWK names its `alg` verify tokens (RFC 8725 §3.1:
+    /// one algorithm per key).
+    pub require_key_alg: bool,
     /// DPoP (RFC 9449): accepted, or required, when configured.
     pub dpop: Option<Dpop>,
 }
