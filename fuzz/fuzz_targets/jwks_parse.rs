@@ -25,10 +25,12 @@ fuzz_target!(|data: &[u8]| {
                 assert!(seen.insert(s.index), "key {} skipped twice", s.index);
             }
             for alg in Alg::ALL {
-                let _ = set.select(None, alg);
-                let _ = set.select(Some(""), alg);
-                for s in &skipped {
-                    let _ = set.select(s.kid.as_deref(), alg);
+                for require_alg in [false, true] {
+                    let _ = set.select(None, alg, require_alg);
+                    let _ = set.select(Some(""), alg, require_alg);
+                    for s in &skipped {
+                        let _ = set.select(s.kid.as_deref(), alg, require_alg);
+                    }
                 }
             }
         }
