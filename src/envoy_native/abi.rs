@@ -60,6 +60,9 @@
 //! | `envoy_dynamic_module_callback_http_filter_config_define_counter` | define a counter (configuration time only) |
 //! | `envoy_dynamic_module_callback_http_filter_increment_counter` | increment it for a stream |
 //! | `envoy_dynamic_module_callback_http_filter_config_increment_counter` | increment it outside a stream |
+//! | `envoy_dynamic_module_callback_http_filter_config_define_gauge` | define a gauge (configuration time only) |
+//! | `envoy_dynamic_module_callback_http_filter_set_gauge` | set it for a stream |
+//! | `envoy_dynamic_module_callback_http_filter_config_set_gauge` | set it outside a stream |
 //! | `envoy_dynamic_module_callback_http_filter_scheduler_new` | a handle that may be used from any thread |
 //! | `envoy_dynamic_module_callback_http_filter_scheduler_commit` | queue `on_http_filter_scheduled` on the stream's worker |
 //! | `envoy_dynamic_module_callback_http_filter_scheduler_delete` | free the handle |
@@ -402,6 +405,11 @@ callbacks! {
         c"envoy_dynamic_module_callback_http_filter_increment_counter",
     config_increment_counter: ConfigIncrementCounterFn =
         c"envoy_dynamic_module_callback_http_filter_config_increment_counter",
+    define_gauge: DefineCounterFn =
+        c"envoy_dynamic_module_callback_http_filter_config_define_gauge",
+    set_gauge: IncrementCounterFn = c"envoy_dynamic_module_callback_http_filter_set_gauge",
+    config_set_gauge: ConfigIncrementCounterFn =
+        c"envoy_dynamic_module_callback_http_filter_config_set_gauge",
     scheduler_new: SchedulerNewFn = c"envoy_dynamic_module_callback_http_filter_scheduler_new",
     scheduler_commit: SchedulerCommitFn =
         c"envoy_dynamic_module_callback_http_filter_scheduler_commit",

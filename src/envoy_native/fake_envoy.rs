@@ -56,6 +56,7 @@ pub struct FakeStream {
     /// What the next callout returns (`CALLOUT_INIT_SUCCESS` by default).
     pub callout_init_result: Cell<abi::CalloutInitResult>,
     pub counters: RefCell<HashMap<usize, u64>>,
+    pub gauges: RefCell<HashMap<usize, u64>>,
     /// Schedulers created and not yet deleted.
     pub live_schedulers: Cell<u32>,
     /// Event ids committed, in order.
@@ -95,6 +96,8 @@ impl FakeStream {
 pub struct FakeConfig {
     pub counters_defined: RefCell<Vec<Vec<u8>>>,
     pub counters: RefCell<HashMap<usize, u64>>,
+    pub gauges_defined: RefCell<Vec<Vec<u8>>>,
+    pub gauges: RefCell<HashMap<usize, u64>>,
 }
 
 impl FakeConfig {
@@ -455,6 +458,50 @@ unsafe extern "C" fn config_increment_counter(
     abi::METRICS_SUCCESS
 }
 
+unsafe extern "C" fn define_gauge(
+    c: HttpFilterConfigEnvoyPtr,
+    name: ModuleBuffer,
+    _labels: *mut ModuleBuffer,
+    _n: usize,
+    id_out: *mut usize,
+) -> abi::MetricsResult {
+    // SAFETY: a FakeConfig, the module's buffer and out-pointer.
+    unsafe {
+        let c = config(c);
+        let mut defined = c.gauges_defined.borrow_mut();
+        defined.push(bytes(name));
+        *id_out = defined.len() - 1;
+    }
+    abi::METRICS_SUCCESS
+}
+
+unsafe extern "C" fn set_gauge(
+    s: HttpFilterEnvoyPtr,
+    id: usize,
+    _labels: *mut ModuleBuffer,
+    _n: usize,
+    value: u64,
+) -> abi::MetricsResult {
+    // SAFETY: a FakeStream.
+    let s = unsafe { stream(s) };
+    s.record("http_filter_set_gauge");
+    s.gauges.borrow_mut().insert(id, value);
+    abi::METRICS_SUCCESS
+}
+
+unsafe extern "C" fn config_set_gauge(
+    c: HttpFilterConfigEnvoyPtr,
+    id: usize,
+    _labels: *mut ModuleBuffer,
+    _n: usize,
+    value: u64,
+) -> abi::MetricsResult {
+    // SAFETY: a FakeConfig.
+    let c = unsafe { config(c) };
+    c.gauges.borrow_mut().insert(id, value);
+    abi::METRICS_SUCCESS
+}
+
 unsafe extern "C" fn scheduler_new(s: HttpFilterEnvoyPtr) -> HttpFilterSchedulerPtr {
     // SAFETY: a FakeStream.
     let st = unsafe { stream(s) };
@@ -502,6 +549,9 @@ pub fn callbacks() -> Callbacks {
         define_counter,
         increment_counter,
         config_increment_counter,
+        define_gauge,
+        set_gauge,
+        config_set_gauge,
         scheduler_new,
         scheduler_commit,
         scheduler_delete,
@@ -511,7 +561,7 @@ pub fn callbacks() -> Callbacks {
 /// A `dlsym` over the fake: each callback's address by its ABI name.
 pub fn lookup(name: &CStr) -> *mut c_void {
     let cb = callbacks();
-    let by_name: [(&CStr, *mut c_void); 20] = [
+    let by_name: [(&CStr, *mut c_void); 23] = [
         (c"envoy_dynamic_module_callback_log", cb.log as *mut c_void),
         (
             c"envoy_dynamic_module_callback_log_enabled",
@@ -576,6 +626,18 @@ pub fn lookup(name: &CStr) -> *mut c_void {
         (
             c"envoy_dynamic_module_callback_http_filter_config_increment_counter",
             cb.config_increment_counter as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_config_define_gauge",
+            cb.define_gauge as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_set_gauge",
+            cb.set_gauge as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_config_set_gauge",
+            cb.config_set_gauge as *mut c_void,
         ),
         (
             c"envoy_dynamic_module_callback_http_filter_scheduler_new",
