@@ -60,7 +60,7 @@ import trap_module  # noqa: E402  (tests/soak/trap_module.py)
 FAULTS = ["slow", "refuse", "5xx", "garbage"]
 PHASE = 1.5  # each fault
 OK = 2.5  # healthy before the first fault and after each (the retry backoff fits)
-STAT = "wasmcustom.certbound."
+STAT = harness.STAT_NAMESPACE + "certbound."
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 WASM_REFUSED = "Unable to create Wasm plugin certbound"
 

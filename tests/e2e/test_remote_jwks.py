@@ -28,7 +28,7 @@ import harness
 from harness import demo
 from jwks_server import JwksServer, RemoteEnvoy, free_port_is_refused, remote_jwks_config
 
-STAT = "wasmcustom.certbound."
+STAT = harness.STAT_NAMESPACE + "certbound."
 P = STAT + "provider.idp."
 FETCH_OK = P + "jwks_fetch_success"
 FETCH_FAILED = P + "jwks_fetch_failed"
