@@ -196,8 +196,8 @@ ISTIO_SCHEMA_STAMP := $(ISTIO_SCHEMA)/.installed
 
 .PHONY: dist oci istio-schema
 
-dist: build
-	$(PYTHON) $(CURDIR)/istio/dist.py --wasm $(WASM) --out $(DIST)$(if $(IMAGE), --image $(IMAGE))
+dist: build native
+	$(PYTHON) $(CURDIR)/istio/dist.py --wasm $(WASM) --out $(DIST)$(if $(IMAGE), --image $(IMAGE)) --so $(CURDIR)/target/release/libcertbound.so
 
 oci: build
 	$(PYTHON) $(CURDIR)/istio/oci.py --wasm $(WASM) --out $(DIST)/oci --archive $(DIST)/certbound-oci.tar
