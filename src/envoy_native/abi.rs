@@ -53,6 +53,7 @@
 //! | `envoy_dynamic_module_callback_http_send_response` | local reply: status, headers, body, details |
 //! | `envoy_dynamic_module_callback_http_filter_continue_decoding` | resume a stopped request |
 //! | `envoy_dynamic_module_callback_http_filter_continue_encoding` | resume a stopped response |
+//! | `envoy_dynamic_module_callback_http_clear_route_cache` | route again after request headers changed (as proxy-wasm does on every change) |
 //! | `envoy_dynamic_module_callback_http_filter_get_attribute_string` | `connection.sha256_peer_certificate_digest`, ... |
 //! | `envoy_dynamic_module_callback_http_filter_get_attribute_bool` | `connection.mtls` |
 //! | `envoy_dynamic_module_callback_http_filter_get_attribute_int` | integer attributes |
@@ -392,6 +393,7 @@ callbacks! {
     send_response: SendResponseFn = c"envoy_dynamic_module_callback_http_send_response",
     continue_decoding: ContinueFn = c"envoy_dynamic_module_callback_http_filter_continue_decoding",
     continue_encoding: ContinueFn = c"envoy_dynamic_module_callback_http_filter_continue_encoding",
+    clear_route_cache: ContinueFn = c"envoy_dynamic_module_callback_http_clear_route_cache",
     get_attribute_string: GetAttributeStringFn =
         c"envoy_dynamic_module_callback_http_filter_get_attribute_string",
     get_attribute_bool: GetAttributeBoolFn =

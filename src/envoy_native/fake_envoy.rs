@@ -327,6 +327,12 @@ unsafe extern "C" fn continue_encoding(s: HttpFilterEnvoyPtr) {
     s.continued_encoding.set(s.continued_encoding.get() + 1);
 }
 
+unsafe extern "C" fn clear_route_cache(s: HttpFilterEnvoyPtr) {
+    // SAFETY: a FakeStream.
+    let s = unsafe { stream(s) };
+    s.record("http_clear_route_cache");
+}
+
 unsafe extern "C" fn get_attribute_string(
     s: HttpFilterEnvoyPtr,
     id: AttributeId,
@@ -542,6 +548,7 @@ pub fn callbacks() -> Callbacks {
         send_response,
         continue_decoding,
         continue_encoding,
+        clear_route_cache,
         get_attribute_string,
         get_attribute_bool,
         get_attribute_int,
@@ -561,7 +568,7 @@ pub fn callbacks() -> Callbacks {
 /// A `dlsym` over the fake: each callback's address by its ABI name.
 pub fn lookup(name: &CStr) -> *mut c_void {
     let cb = callbacks();
-    let by_name: [(&CStr, *mut c_void); 23] = [
+    let by_name: [(&CStr, *mut c_void); 24] = [
         (c"envoy_dynamic_module_callback_log", cb.log as *mut c_void),
         (
             c"envoy_dynamic_module_callback_log_enabled",
@@ -598,6 +605,10 @@ pub fn lookup(name: &CStr) -> *mut c_void {
         (
             c"envoy_dynamic_module_callback_http_filter_continue_encoding",
             cb.continue_encoding as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_clear_route_cache",
+            cb.clear_route_cache as *mut c_void,
         ),
         (
             c"envoy_dynamic_module_callback_http_filter_get_attribute_string",

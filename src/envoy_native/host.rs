@@ -188,6 +188,8 @@ pub struct NativeHost<'a> {
     pub resumed: Cell<bool>,
     /// The runtime answered the current stream with a local reply.
     pub responded: Cell<bool>,
+    /// The runtime changed the current stream's request headers.
+    pub headers_changed: Cell<bool>,
     /// Other streams the runtime took up: they are woken on their workers.
     pub deferred: RefCell<Vec<u32>>,
     /// Callouts started on the current stream: (Envoy's id, our token).
@@ -207,6 +209,7 @@ impl<'a> NativeHost<'a> {
             callout: None,
             resumed: Cell::new(false),
             responded: Cell::new(false),
+            headers_changed: Cell::new(false),
             deferred: RefCell::new(Vec::new()),
             callouts: RefCell::new(Vec::new()),
         }
@@ -343,6 +346,7 @@ impl Host for NativeHost<'_> {
         if self.envoy.is_null() {
             return;
         }
+        self.headers_changed.set(true);
         let value = value.map_or(ModuleBuffer::NULL, |v| ModuleBuffer::of(v.as_bytes()));
         // SAFETY: the current hook's stream; the buffers outlive the call.
         unsafe {

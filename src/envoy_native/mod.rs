@@ -367,6 +367,15 @@ fn with_vm<R>(
     host.metrics = &f.config.metrics;
     host.callout = callout;
     let r = body(vm, &host);
+    if host.headers_changed.get()
+        && !envoy.is_null()
+        && let Some(cb) = callbacks()
+    {
+        // As proxy-wasm does after each change of the request headers:
+        // routes that match on them (claim headers) see the new values.
+        // SAFETY: the current hook's stream.
+        unsafe { (cb.clear_route_cache)(envoy) };
+    }
     f.callouts.extend(host.callouts.take());
     let deferred = host.deferred.take();
     if host.responded.get() {

@@ -104,11 +104,11 @@ fn every_callback_resolves_by_its_abi_name() {
     // SAFETY: the fake lookup returns each fake callback by its name.
     let cb = unsafe { Callbacks::resolve(fake_envoy::lookup) };
     assert!(cb.is_ok());
-    assert_eq!(Callbacks::NAMES.len(), 23);
+    assert_eq!(Callbacks::NAMES.len(), 24);
     let mut names = Callbacks::NAMES.to_vec();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), 23, "a callback name is listed twice");
+    assert_eq!(names.len(), 24, "a callback name is listed twice");
     for name in Callbacks::NAMES {
         assert!(
             name.to_bytes()
@@ -793,5 +793,31 @@ fn a_stream_aborted_while_it_carries_the_fetch_leaves_no_one_hanging() {
     answer(&s2, f2, 99, b"{}");
     assert_eq!(s2.replies.borrow().len(), 1);
     envoy_dynamic_module_on_http_filter_destroy(f2);
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+}
+
+#[test]
+fn changed_request_headers_clear_the_route_cache() {
+    at_vectors_now();
+    let cfg = FakeConfig::default();
+    let json = serde_json::json!({"providers": {"idp": provider(serde_json::json!({
+        "thumbprint_header": "x-client-thumbprint"
+    }))}})
+    .to_string();
+    let c = config(&cfg, &json);
+    let s = bound_stream(&token("good_ES256"), CLIENT_A_SHA256);
+    let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(s.ptr(), f, true),
+        abi::HEADERS_CONTINUE
+    );
+    assert!(
+        s.request_headers
+            .borrow()
+            .iter()
+            .any(|(k, _)| k == b"x-client-thumbprint")
+    );
+    assert!(s.calls.borrow().contains(&"http_clear_route_cache"));
+    envoy_dynamic_module_on_http_filter_destroy(f);
     envoy_dynamic_module_on_http_filter_config_destroy(c);
 }
