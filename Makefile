@@ -127,7 +127,7 @@ bench-micro:
 	cargo bench --bench core
 	set -o pipefail; cargo bench --bench profile | tee $(BENCH_OUT)/profile.txt
 
-bench-envoy: build bench-fixture bench-tools venv
+bench-envoy: build native bench-fixture bench-tools venv
 	$(VENV)/bin/python $(CURDIR)/benches/bench.py \
 	  --command "make $(or $(BENCH_GOAL),bench-envoy)$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
 
@@ -136,7 +136,7 @@ bench: bench-micro
 
 # Instructions per request in Envoy, under callgrind: deterministic, unlike
 # req/s on a shared machine (~30 min for w,c with the cache simulation; needs valgrind).
-bench-instructions: build bench-fixture bench-tools venv
+bench-instructions: build native bench-fixture bench-tools venv
 	@command -v valgrind >/dev/null || { echo "bench-instructions: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 	$(VENV)/bin/python $(CURDIR)/benches/instructions.py $(INSTR_ARGS)
 
