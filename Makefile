@@ -68,6 +68,7 @@ test: lint
 	cargo test
 	bash $(CURDIR)/fuzz/run.sh --replay 5
 	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory native
 	$(MAKE) --no-print-directory e2e
 
 # curl, skopeo (apt-get) and Debian's registry binary (unpacked into
@@ -77,8 +78,15 @@ E2E_TOOLS := $(CURDIR)/target/tools
 e2e-tools:
 	bash $(CURDIR)/tests/e2e/install-tools.sh $(E2E_TOOLS)
 
+# The suite runs once per build: certbound.wasm in the wasm filter, then
+# libcertbound.so as a dynamic module (CERTBOUND_BUILD, tests/e2e/README.md).
+# E2E_BUILDS=native (or wasm) runs one.
+E2E_BUILDS ?= wasm native
 e2e: venv istio-schema interop-deps e2e-tools
-	cd $(CURDIR) && $(VENV)/bin/python -m pytest $(CURDIR)/tests/e2e -q $(PYTEST_ARGS)
+	set -e; for b in $(E2E_BUILDS); do \
+	  echo "== e2e: $$b build"; \
+	  cd $(CURDIR) && CERTBOUND_BUILD=$$b $(VENV)/bin/python -m pytest $(CURDIR)/tests/e2e -q $(PYTEST_ARGS); \
+	done
 
 demo: build venv
 	bash $(CURDIR)/envoy/demo.sh
@@ -123,7 +131,7 @@ bench-micro:
 	cargo bench --bench core
 	set -o pipefail; cargo bench --bench profile | tee $(BENCH_OUT)/profile.txt
 
-bench-envoy: build bench-fixture bench-tools venv
+bench-envoy: build native bench-fixture bench-tools venv
 	$(VENV)/bin/python $(CURDIR)/benches/bench.py \
 	  --command "make $(or $(BENCH_GOAL),bench-envoy)$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
 
@@ -132,7 +140,7 @@ bench: bench-micro
 
 # Instructions per request in Envoy, under callgrind: deterministic, unlike
 # req/s on a shared machine (~30 min for w,c with the cache simulation; needs valgrind).
-bench-instructions: build bench-fixture bench-tools venv
+bench-instructions: build native bench-fixture bench-tools venv
 	@command -v valgrind >/dev/null || { echo "bench-instructions: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 	$(VENV)/bin/python $(CURDIR)/benches/instructions.py $(INSTR_ARGS)
 
@@ -199,8 +207,8 @@ ISTIO_SCHEMA_STAMP := $(ISTIO_SCHEMA)/.installed
 
 .PHONY: dist oci istio-schema
 
-dist: build
-	$(PYTHON) $(CURDIR)/istio/dist.py --wasm $(WASM) --out $(DIST)$(if $(IMAGE), --image $(IMAGE))
+dist: build native
+	$(PYTHON) $(CURDIR)/istio/dist.py --wasm $(WASM) --out $(DIST)$(if $(IMAGE), --image $(IMAGE)) --so $(CURDIR)/target/release/libcertbound.so
 
 oci: build
 	$(PYTHON) $(CURDIR)/istio/oci.py --wasm $(WASM) --out $(DIST)/oci --archive $(DIST)/certbound-oci.tar

@@ -14,6 +14,8 @@ direct response (200 "ok"), and differs only by its HTTP filters:
     c   certbound, token cache on  (jwt_cache_size: 1000)
     d   certbound, token cache off (jwt_cache_size: 0, or the field absent)
     e   certbound, cache on, a new token on every request
+    n   certbound native (dynamic module), token cache on
+    n'  certbound native (dynamic module), token cache off
 
 oha (pinned to the other core) presents the client certificate over
 keep-alive HTTP/1.1 connections. Runs are interleaved, a b b' w c d [e]
@@ -103,7 +105,11 @@ VARIANTS = [
     Variant("c", "c", "certbound, cache on"),
     Variant("d", "d", "certbound, cache off"),
     Variant("e", "e", "certbound, cache on, new token per request"),
+    Variant("n", "n", "certbound native, cache on"),
+    Variant("n2", "n′", "certbound native, cache off"),
 ]
+# The native variants load target/release/libcertbound.so (make native).
+SO = REPO / "target" / "release" / "libcertbound.so"
 BY_KEY = {v.key: v for v in VARIANTS}
 REFERENCES = ("a", "b", "b2", "w")
 
@@ -324,11 +330,30 @@ def http_filters_for(key: str, m: Material, plan: Plan, wasm: dict[str, Path]) -
         return [wasm_filter("bench_c", wasm["certbound"], certbound_json(m, plan.cache_on))]
     if key == "d":
         return [wasm_filter("bench_d", wasm["certbound"], certbound_json(m, plan.cache_off))]
+    if key in ("n", "n2"):
+        # The native build knows jwt_cache_size whatever the wasm probe said.
+        on = plan.cache_on or CacheField("top", CACHE_SIZE)
+        off = CacheField(on.placement, 0)
+        return [native_filter(certbound_json(m, on if key == "n" else off))]
     if key == "e":
         assert plan.cache_on is not None
         return [wasm_filter("bench_e", wasm["certbound"],
                             certbound_json(m, plan.cache_on, from_params=True))]
     raise ValueError(key)
+
+
+def native_filter(configuration: str) -> dict[str, Any]:
+    """certbound as an Envoy dynamic module, with the same JSON."""
+    return {
+        "name": "certbound",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "certbound"},
+            "filter_name": "certbound",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": configuration},
+        },
+    }
 
 
 def envoy_config(keys: list[str], ports: dict[str, int], admin_port: int, m: Material,
@@ -374,7 +399,9 @@ class Envoy:
             cmd = ["taskset", "-c", str(self.core), *cmd]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL,
+                                         env={**os.environ,
+                                              "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(SO.parent)})
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -886,7 +913,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds per listener and alg, discarded")
     ap.add_argument("--connections", type=int, default=16, help="oha -c (keep-alive connections)")
     ap.add_argument("--algs", default=",".join(ALGS))
-    ap.add_argument("--only", default="", help="comma-separated variants (a,b,b2,w,c,d,e)")
+    ap.add_argument("--only", default="", help="comma-separated variants (a,b,b2,w,c,d,e,n,n2)")
     ap.add_argument("--e-tokens", type=int, default=20000,
                     help="distinct tokens for (e); oha picks one at random per request")
     ap.add_argument("--envoy-core", type=int, default=0)
@@ -928,7 +955,9 @@ def main() -> int:
     envoy_bin, oha_bin = Path(args.envoy), Path(args.oha)
     for what, p in [("envoy (make venv)", envoy_bin), ("oha (make bench-tools)", oha_bin),
                     ("certbound.wasm (make build)", Path(args.wasm)),
-                    ("noop_filter.wasm (make bench-fixture)", Path(args.noop_wasm))]:
+                    ("noop_filter.wasm (make bench-fixture)", Path(args.noop_wasm)),
+                    *([("libcertbound.so (make native)", SO)]
+                      if {"n", "n2"} & set(wanted) else [])]:
         if not p.exists():
             ap.error(f"missing {p}: {what}")
 
@@ -987,7 +1016,7 @@ def main() -> int:
                     raise RuntimeError(f"({BY_KEY[k].label}) answered {st} to a good {alg} token")
         foreign = m.token("ES256", cert=m.other_cert)
         for k in plan.variants:
-            if k in ("c", "d", "e"):
+            if k in ("c", "d", "e", "n", "n2"):
                 st = https_status(ports[k], m, foreign)
                 if st != 401:
                     raise RuntimeError(f"({BY_KEY[k].label}) answered {st} to a token bound to "

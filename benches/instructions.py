@@ -20,7 +20,7 @@ Envoy's own code miss too. The second table is callgrind's cycle estimate
 (kcachegrind's formula: instructions + 10 × L1 misses + 100 × last-level
 misses), equally reproducible and closer to time.
 
-    target/venv/bin/python benches/instructions.py                  # a,b,w,c,d × ES256,RS256,EdDSA
+    target/venv/bin/python benches/instructions.py                  # a,b,w,c,d,n,n2 × ES256,RS256,EdDSA
     target/venv/bin/python benches/instructions.py --variants w,c --algs ES256 --wasm X.wasm
 """
 
@@ -118,7 +118,8 @@ def count(variant: str, alg: str, n: int, m: bench.Material, wasm: dict[str, Pat
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=3000, help="requests counted per variant")
-    ap.add_argument("--variants", default="a,b,w,c,d", help="bench.py keys: a,b,b2,w,c,d")
+    ap.add_argument("--variants", default="a,b,w,c,d,n,n2",
+                    help="bench.py keys: a,b,b2,w,c,d,n,n2 (n, n2: the native build)")
     ap.add_argument("--algs", default=",".join(bench.ALGS))
     ap.add_argument("--wasm", default=str(REPO / "target/wasm32-wasip1/release/certbound.wasm"))
     ap.add_argument("--noop-wasm",

@@ -11,9 +11,13 @@
                                   WasmPlugin.sha256 for an oci:// url
     dist/istio/*.yaml             istio/*.yaml with ${CERTBOUND_IMAGE} and
                                   ${CERTBOUND_OCI_SHA256} filled in
+    dist/libcertbound.so          with --so: the native build, an Envoy 1.40
+                                  dynamic module (docs/deployment-native.md)
+    dist/libcertbound.so.sha256   its sha256 (hex)
 
     python3 istio/dist.py --wasm target/wasm32-wasip1/release/certbound.wasm \\
-        --out dist [--image registry.example.com/certbound:0.1.0]
+        --out dist [--image registry.example.com/certbound:0.1.0] \\
+        [--so target/release/libcertbound.so]
 """
 
 from __future__ import annotations
@@ -84,6 +88,21 @@ def build(wasm_path: Path, out: Path, image: str | None = None) -> dict[str, str
             "oci_sha256": built.manifest_sha256}
 
 
+ELF_MAGIC = b"\x7fELF"
+
+
+def add_native(so_path: Path, out: Path) -> str:
+    """Copies the native build and writes its sha256; returns the hex digest."""
+    so = so_path.read_bytes()
+    if not so.startswith(ELF_MAGIC):
+        raise SystemExit(f"dist: {so_path} is not a shared object")
+    out.mkdir(parents=True, exist_ok=True)
+    digest = oci.sha256_hex(so)
+    _write(out / "libcertbound.so", so)
+    _write(out / "libcertbound.so.sha256", (digest + "\n").encode())
+    return digest
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--wasm", required=True, type=Path)
@@ -91,12 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", default=os.environ.get("IMAGE") or None,
                    help="<registry>/<repository>:<tag> the image will be pushed to "
                         "(default: registry.example.com/certbound:<Cargo.toml version>)")
+    p.add_argument("--so", type=Path, default=None,
+                   help="the native build (libcertbound.so) to ship too")
     args = p.parse_args(argv)
+    if args.so is not None and not args.so.exists():
+        print(f"dist: {args.so} not found (run `make native`)", file=sys.stderr)
+        return 1
     if not args.wasm.exists():
         print(f"dist: {args.wasm} not found (run `make build`)", file=sys.stderr)
         return 1
     info = build(args.wasm, args.out, args.image)
     d = args.out
+    if args.so is not None:
+        print(f"dist: {d}/libcertbound.so        sha256 {add_native(args.so, d)}")
     print(f"""dist: {d}/certbound.wasm           sha256 {info['wasm_sha256']}
 dist: {d}/oci/ (tag {info['tag']}), {d}/certbound-oci.tar  manifest sha256:{info['oci_sha256']}
 dist: {d}/istio/*.yaml for oci://{info['image']}

@@ -53,6 +53,7 @@
 //! | `envoy_dynamic_module_callback_http_send_response` | local reply: status, headers, body, details |
 //! | `envoy_dynamic_module_callback_http_filter_continue_decoding` | resume a stopped request |
 //! | `envoy_dynamic_module_callback_http_filter_continue_encoding` | resume a stopped response |
+//! | `envoy_dynamic_module_callback_http_clear_route_cache` | route again after request headers changed (as proxy-wasm does on every change) |
 //! | `envoy_dynamic_module_callback_http_filter_get_attribute_string` | `connection.sha256_peer_certificate_digest`, ... |
 //! | `envoy_dynamic_module_callback_http_filter_get_attribute_bool` | `connection.mtls` |
 //! | `envoy_dynamic_module_callback_http_filter_get_attribute_int` | integer attributes |
@@ -60,6 +61,9 @@
 //! | `envoy_dynamic_module_callback_http_filter_config_define_counter` | define a counter (configuration time only) |
 //! | `envoy_dynamic_module_callback_http_filter_increment_counter` | increment it for a stream |
 //! | `envoy_dynamic_module_callback_http_filter_config_increment_counter` | increment it outside a stream |
+//! | `envoy_dynamic_module_callback_http_filter_config_define_gauge` | define a gauge (configuration time only) |
+//! | `envoy_dynamic_module_callback_http_filter_set_gauge` | set it for a stream |
+//! | `envoy_dynamic_module_callback_http_filter_config_set_gauge` | set it outside a stream |
 //! | `envoy_dynamic_module_callback_http_filter_scheduler_new` | a handle that may be used from any thread |
 //! | `envoy_dynamic_module_callback_http_filter_scheduler_commit` | queue `on_http_filter_scheduled` on the stream's worker |
 //! | `envoy_dynamic_module_callback_http_filter_scheduler_delete` | free the handle |
@@ -389,6 +393,7 @@ callbacks! {
     send_response: SendResponseFn = c"envoy_dynamic_module_callback_http_send_response",
     continue_decoding: ContinueFn = c"envoy_dynamic_module_callback_http_filter_continue_decoding",
     continue_encoding: ContinueFn = c"envoy_dynamic_module_callback_http_filter_continue_encoding",
+    clear_route_cache: ContinueFn = c"envoy_dynamic_module_callback_http_clear_route_cache",
     get_attribute_string: GetAttributeStringFn =
         c"envoy_dynamic_module_callback_http_filter_get_attribute_string",
     get_attribute_bool: GetAttributeBoolFn =
@@ -402,6 +407,11 @@ callbacks! {
         c"envoy_dynamic_module_callback_http_filter_increment_counter",
     config_increment_counter: ConfigIncrementCounterFn =
         c"envoy_dynamic_module_callback_http_filter_config_increment_counter",
+    define_gauge: DefineCounterFn =
+        c"envoy_dynamic_module_callback_http_filter_config_define_gauge",
+    set_gauge: IncrementCounterFn = c"envoy_dynamic_module_callback_http_filter_set_gauge",
+    config_set_gauge: ConfigIncrementCounterFn =
+        c"envoy_dynamic_module_callback_http_filter_config_set_gauge",
     scheduler_new: SchedulerNewFn = c"envoy_dynamic_module_callback_http_filter_scheduler_new",
     scheduler_commit: SchedulerCommitFn =
         c"envoy_dynamic_module_callback_http_filter_scheduler_commit",

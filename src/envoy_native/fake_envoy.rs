@@ -56,6 +56,7 @@ pub struct FakeStream {
     /// What the next callout returns (`CALLOUT_INIT_SUCCESS` by default).
     pub callout_init_result: Cell<abi::CalloutInitResult>,
     pub counters: RefCell<HashMap<usize, u64>>,
+    pub gauges: RefCell<HashMap<usize, u64>>,
     /// Schedulers created and not yet deleted.
     pub live_schedulers: Cell<u32>,
     /// Event ids committed, in order.
@@ -95,6 +96,8 @@ impl FakeStream {
 pub struct FakeConfig {
     pub counters_defined: RefCell<Vec<Vec<u8>>>,
     pub counters: RefCell<HashMap<usize, u64>>,
+    pub gauges_defined: RefCell<Vec<Vec<u8>>>,
+    pub gauges: RefCell<HashMap<usize, u64>>,
 }
 
 impl FakeConfig {
@@ -324,6 +327,12 @@ unsafe extern "C" fn continue_encoding(s: HttpFilterEnvoyPtr) {
     s.continued_encoding.set(s.continued_encoding.get() + 1);
 }
 
+unsafe extern "C" fn clear_route_cache(s: HttpFilterEnvoyPtr) {
+    // SAFETY: a FakeStream.
+    let s = unsafe { stream(s) };
+    s.record("http_clear_route_cache");
+}
+
 unsafe extern "C" fn get_attribute_string(
     s: HttpFilterEnvoyPtr,
     id: AttributeId,
@@ -455,6 +464,50 @@ unsafe extern "C" fn config_increment_counter(
     abi::METRICS_SUCCESS
 }
 
+unsafe extern "C" fn define_gauge(
+    c: HttpFilterConfigEnvoyPtr,
+    name: ModuleBuffer,
+    _labels: *mut ModuleBuffer,
+    _n: usize,
+    id_out: *mut usize,
+) -> abi::MetricsResult {
+    // SAFETY: a FakeConfig, the module's buffer and out-pointer.
+    unsafe {
+        let c = config(c);
+        let mut defined = c.gauges_defined.borrow_mut();
+        defined.push(bytes(name));
+        *id_out = defined.len() - 1;
+    }
+    abi::METRICS_SUCCESS
+}
+
+unsafe extern "C" fn set_gauge(
+    s: HttpFilterEnvoyPtr,
+    id: usize,
+    _labels: *mut ModuleBuffer,
+    _n: usize,
+    value: u64,
+) -> abi::MetricsResult {
+    // SAFETY: a FakeStream.
+    let s = unsafe { stream(s) };
+    s.record("http_filter_set_gauge");
+    s.gauges.borrow_mut().insert(id, value);
+    abi::METRICS_SUCCESS
+}
+
+unsafe extern "C" fn config_set_gauge(
+    c: HttpFilterConfigEnvoyPtr,
+    id: usize,
+    _labels: *mut ModuleBuffer,
+    _n: usize,
+    value: u64,
+) -> abi::MetricsResult {
+    // SAFETY: a FakeConfig.
+    let c = unsafe { config(c) };
+    c.gauges.borrow_mut().insert(id, value);
+    abi::METRICS_SUCCESS
+}
+
 unsafe extern "C" fn scheduler_new(s: HttpFilterEnvoyPtr) -> HttpFilterSchedulerPtr {
     // SAFETY: a FakeStream.
     let st = unsafe { stream(s) };
@@ -495,6 +548,7 @@ pub fn callbacks() -> Callbacks {
         send_response,
         continue_decoding,
         continue_encoding,
+        clear_route_cache,
         get_attribute_string,
         get_attribute_bool,
         get_attribute_int,
@@ -502,6 +556,9 @@ pub fn callbacks() -> Callbacks {
         define_counter,
         increment_counter,
         config_increment_counter,
+        define_gauge,
+        set_gauge,
+        config_set_gauge,
         scheduler_new,
         scheduler_commit,
         scheduler_delete,
@@ -511,7 +568,7 @@ pub fn callbacks() -> Callbacks {
 /// A `dlsym` over the fake: each callback's address by its ABI name.
 pub fn lookup(name: &CStr) -> *mut c_void {
     let cb = callbacks();
-    let by_name: [(&CStr, *mut c_void); 20] = [
+    let by_name: [(&CStr, *mut c_void); 24] = [
         (c"envoy_dynamic_module_callback_log", cb.log as *mut c_void),
         (
             c"envoy_dynamic_module_callback_log_enabled",
@@ -550,6 +607,10 @@ pub fn lookup(name: &CStr) -> *mut c_void {
             cb.continue_encoding as *mut c_void,
         ),
         (
+            c"envoy_dynamic_module_callback_http_clear_route_cache",
+            cb.clear_route_cache as *mut c_void,
+        ),
+        (
             c"envoy_dynamic_module_callback_http_filter_get_attribute_string",
             cb.get_attribute_string as *mut c_void,
         ),
@@ -576,6 +637,18 @@ pub fn lookup(name: &CStr) -> *mut c_void {
         (
             c"envoy_dynamic_module_callback_http_filter_config_increment_counter",
             cb.config_increment_counter as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_config_define_gauge",
+            cb.define_gauge as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_set_gauge",
+            cb.set_gauge as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_config_set_gauge",
+            cb.config_set_gauge as *mut c_void,
         ),
         (
             c"envoy_dynamic_module_callback_http_filter_scheduler_new",

@@ -15,14 +15,24 @@
 pub mod abi;
 #[cfg(test)]
 mod fake_envoy;
+mod host;
+mod schedulers;
 #[cfg(test)]
 mod tests;
 
+use core::cell::RefCell;
 use core::ffi::{c_char, c_void};
 use std::ffi::CStr;
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, OnceLock};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use crate::host::runtime::log_skipped_keys;
+use crate::host::{Host, Step, Vm};
+use crate::policy::Policy;
+use host::{CalloutAnswer, Metric, NativeHost, Ticks};
 
 use abi::{
     Callbacks, EnvoyBuffer, EnvoyHttpHeader, HttpFilterConfigEnvoyPtr, HttpFilterConfigModulePtr,
@@ -95,22 +105,81 @@ const _: abi::OnProgramInit = envoy_dynamic_module_on_program_init;
 
 // ----------------------------------------------------------- configuration
 
-/// The filter configuration: for now the bytes as given.
-#[derive(Debug)]
+/// A filter configuration: the policy, checked as the wasm build checks
+/// it, and the metrics defined for it in Envoy.
 pub struct NativeConfig {
     /// `filter_name` from the Envoy configuration.
     pub name: String,
     /// `filter_config` (a `StringValue`'s value: JSON).
     pub raw: Vec<u8>,
+    policy: Policy,
+    metrics: Vec<Metric>,
+    /// Envoy's configuration object (an address: it is only passed back).
+    config_envoy: usize,
+}
+
+impl core::fmt::Debug for NativeConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NativeConfig")
+            .field("name", &self.name)
+            .field("bytes", &self.raw.len())
+            .field("metrics", &self.metrics.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl NativeConfig {
-    /// Accepts any configuration; the JSON is parsed here later.
-    pub fn new(name: &[u8], raw: &[u8]) -> Result<NativeConfig, String> {
+    /// Parses and validates the policy (the error text names the field, as
+    /// in the wasm build), logs what the wasm build logs at configuration,
+    /// and defines the metrics.
+    pub fn new(
+        config_envoy: HttpFilterConfigEnvoyPtr,
+        name: &[u8],
+        raw: &[u8],
+    ) -> Result<NativeConfig, String> {
+        let env = |name: &str| std::env::var(name).ok();
+        let policy = crate::policy::parse(raw, &env).map_err(|e| e.to_string())?;
+        let ticks = Ticks::default();
+        let defining = RefCell::new(Vec::new());
+        let mut host = NativeHost::new(raw, config_envoy, &ticks);
+        host.defining = Some(&defining);
+        for p in &policy.providers {
+            if let crate::policy::JwksSource::Local { skipped, .. } = &p.jwks {
+                log_skipped_keys(&host, &p.name, skipped);
+            }
+            if p.audiences.is_empty() {
+                host.log(
+                    log::Level::Warn,
+                    &format!(
+                        "certbound: provider {:?} has no audiences: tokens for any audience of its issuer are accepted",
+                        p.name
+                    ),
+                );
+            }
+        }
+        host.log(
+            log::Level::Info,
+            &format!(
+                "certbound: configured {} provider(s), {} rule(s)",
+                policy.providers.len(),
+                policy.rules.len()
+            ),
+        );
+        // A runtime made here only to define every metric (and set the
+        // gauges of local key sets) while Envoy allows it.
+        drop(Vm::new(&host, policy.clone()));
+        drop(host);
         Ok(NativeConfig {
             name: String::from_utf8_lossy(name).into_owned(),
             raw: raw.to_vec(),
+            policy,
+            metrics: defining.into_inner(),
+            config_envoy: config_envoy as usize,
         })
+    }
+
+    fn config_envoy(&self) -> HttpFilterConfigEnvoyPtr {
+        self.config_envoy as HttpFilterConfigEnvoyPtr
     }
 }
 
@@ -131,14 +200,14 @@ fn config_ref(ptr: HttpFilterConfigModulePtr) -> Option<Arc<NativeConfig>> {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _config_envoy_ptr: HttpFilterConfigEnvoyPtr,
+    config_envoy_ptr: HttpFilterConfigEnvoyPtr,
     name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> HttpFilterConfigModulePtr {
     let build = || {
         // SAFETY: Envoy's buffers for this call; copied before returning.
         let (name, raw) = unsafe { (name.bytes(), config.bytes()) };
-        match NativeConfig::new(name, raw) {
+        match NativeConfig::new(config_envoy_ptr, name, raw) {
             Ok(cfg) => {
                 log(
                     abi::LOG_INFO,
@@ -151,10 +220,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                 Arc::into_raw(Arc::new(cfg)).cast::<c_void>()
             }
             Err(e) => {
-                log(
-                    abi::LOG_ERROR,
-                    &format!("certbound: configuration refused: {e}"),
-                );
+                log(abi::LOG_ERROR, &format!("certbound: {e}"));
                 core::ptr::null()
             }
         }
@@ -187,6 +253,47 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
 }
 const _: abi::OnHttpFilterConfigDestroy = envoy_dynamic_module_on_http_filter_config_destroy;
 
+// ----------------------------------------------------------------- workers
+
+/// The runtime of one configuration on one worker thread, as a wasm VM is:
+/// its token cache is the worker's; key sets, fetch leases and DPoP
+/// proofs are shared between workers through the shared data.
+struct Worker {
+    vm: Vm,
+    ticks: Ticks,
+}
+
+type WorkerRef = Rc<RefCell<Worker>>;
+
+thread_local! {
+    /// This thread's runtimes, by configuration.
+    static WORKERS: RefCell<Vec<(Weak<NativeConfig>, WorkerRef)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's runtime for `config`, made on its first stream.
+fn worker_for(config: &Arc<NativeConfig>) -> Option<WorkerRef> {
+    WORKERS.with(|w| {
+        let mut w = w.try_borrow_mut().ok()?;
+        // Runtimes of configurations Envoy has destroyed go.
+        w.retain(|(c, _)| c.strong_count() > 0);
+        if let Some((_, vm)) = w
+            .iter()
+            .find(|(c, _)| core::ptr::eq(c.as_ptr(), Arc::as_ptr(config)))
+        {
+            return Some(Rc::clone(vm));
+        }
+        let ticks = Ticks::default();
+        let mut host = NativeHost::new(&config.raw, config.config_envoy(), &ticks);
+        host.metrics = &config.metrics;
+        let vm = Vm::new(&host, config.policy.clone());
+        drop(host);
+        let worker = Rc::new(RefCell::new(Worker { vm, ticks }));
+        w.push((Arc::downgrade(config), Rc::clone(&worker)));
+        Some(worker)
+    })
+}
+
 // ------------------------------------------------------------------ stream
 
 /// Where a stream is, so that hooks out of order or twice do no harm.
@@ -203,13 +310,33 @@ pub enum Phase {
 }
 
 /// One stream's filter.
-#[derive(Debug)]
 pub struct NativeFilter {
     /// Held so the configuration outlives the stream.
-    #[allow(dead_code)]
     pub config: Arc<NativeConfig>,
     pub phase: Phase,
+    /// The stream's id for the runtime.
+    pub id: u32,
+    worker: WorkerRef,
+    /// Stopped in the request headers until the runtime decides.
+    pub waiting: bool,
+    /// Callouts in flight on this stream: (Envoy's id, the runtime's token).
+    callouts: Vec<(u64, u32)>,
+    /// The response waits for this stream's callouts (a stream's callouts
+    /// end with it).
+    encoding_held: bool,
 }
+
+impl core::fmt::Debug for NativeFilter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NativeFilter")
+            .field("id", &self.id)
+            .field("phase", &self.phase)
+            .field("waiting", &self.waiting)
+            .finish_non_exhaustive()
+    }
+}
+
+static NEXT_STREAM: AtomicU32 = AtomicU32::new(1);
 
 /// The filter behind `ptr`, for the duration of one hook. Envoy calls a
 /// stream's hooks one at a time, on its worker thread.
@@ -221,22 +348,98 @@ unsafe fn filter_mut<'a>(ptr: HttpFilterModulePtr) -> Option<&'a mut NativeFilte
     unsafe { ptr.cast::<NativeFilter>().cast_mut().as_mut() }
 }
 
+/// Runs `body` with the stream's runtime and a host for the current hook
+/// (`envoy` null when there is no stream pointer), then does what the
+/// runtime asked: resume or mark this stream, wake others, keep callouts.
+/// `None` if the runtime is busy (a hook re-entered from inside it).
+fn with_vm<R>(
+    f: &mut NativeFilter,
+    envoy: HttpFilterEnvoyPtr,
+    callout: Option<CalloutAnswer>,
+    body: impl FnOnce(&mut Vm, &NativeHost) -> R,
+) -> Option<R> {
+    let worker = Rc::clone(&f.worker);
+    let mut w = worker.try_borrow_mut().ok()?;
+    let Worker { vm, ticks } = &mut *w;
+    let mut host = NativeHost::new(&f.config.raw, f.config.config_envoy(), ticks);
+    host.envoy = envoy;
+    host.context_id = f.id;
+    host.metrics = &f.config.metrics;
+    host.callout = callout;
+    let r = body(vm, &host);
+    if host.headers_changed.get()
+        && !envoy.is_null()
+        && let Some(cb) = callbacks()
+    {
+        // As proxy-wasm does after each change of the request headers:
+        // routes that match on them (claim headers) see the new values.
+        // SAFETY: the current hook's stream.
+        unsafe { (cb.clear_route_cache)(envoy) };
+    }
+    f.callouts.extend(host.callouts.take());
+    let deferred = host.deferred.take();
+    if host.responded.get() {
+        f.phase = Phase::Replied;
+        f.waiting = false;
+    } else if host.resumed.get() && f.waiting {
+        f.waiting = false;
+        if let (Some(cb), false) = (callbacks(), envoy.is_null()) {
+            // SAFETY: the current hook's stream, stopped in its headers.
+            unsafe { (cb.continue_decoding)(envoy) };
+        }
+    }
+    if !f.waiting {
+        schedulers::set_waiting(f.id, false);
+    }
+    for id in deferred {
+        schedulers::commit(id, schedulers::EVENT_WAKE);
+    }
+    Some(r)
+}
+
+/// A tick, if the runtime wants one now. Envoy 1.40's HTTP filter has no
+/// timer: ticks are taken by stream hooks (each request, callout answer
+/// and scheduled event), and while requests wait, a thread commits an
+/// event to them every [`POLL_MS`](crate::host::runtime::POLL_MS).
+fn tick_if_due(vm: &mut Vm, host: &NativeHost) {
+    if host.ticks.active() && host.ticks.due(host::now_ms()) {
+        vm.on_tick(host);
+    }
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     config: HttpFilterConfigModulePtr,
     _filter_envoy_ptr: HttpFilterEnvoyPtr,
 ) -> HttpFilterModulePtr {
-    let make = || match config_ref(config) {
-        Some(config) => Box::into_raw(Box::new(NativeFilter {
-            config,
-            phase: Phase::New,
-        }))
-        .cast_const()
-        .cast::<c_void>(),
-        // Envoy closes the stream when this is null.
-        None => core::ptr::null(),
+    let make = || {
+        let config = config_ref(config)?;
+        let worker = worker_for(&config)?;
+        let id = loop {
+            let id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                break id;
+            }
+        };
+        Some(
+            Box::into_raw(Box::new(NativeFilter {
+                config,
+                phase: Phase::New,
+                id,
+                worker,
+                waiting: false,
+                callouts: Vec::new(),
+                encoding_held: false,
+            }))
+            .cast_const()
+            .cast::<c_void>(),
+        )
     };
-    catch_unwind(make).unwrap_or(core::ptr::null())
+    // Envoy closes the stream when this is null.
+    catch_unwind(AssertUnwindSafe(make))
+        .ok()
+        .flatten()
+        .unwrap_or(core::ptr::null())
 }
 const _: abi::OnHttpFilterNew = envoy_dynamic_module_on_http_filter_new;
 
@@ -250,7 +453,10 @@ fn fail_closed(envoy: HttpFilterEnvoyPtr, filter: HttpFilterModulePtr, why: &str
         );
         // SAFETY: the filter pointer of the current hook.
         let already = match unsafe { filter_mut(filter) } {
-            Some(f) => core::mem::replace(&mut f.phase, Phase::Replied) == Phase::Replied,
+            Some(f) => {
+                f.waiting = false;
+                core::mem::replace(&mut f.phase, Phase::Replied) == Phase::Replied
+            }
             None => false,
         };
         if !already {
@@ -296,14 +502,18 @@ fn guarded<T: Copy>(
     envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
     stop: T,
-    body: impl FnOnce(&mut NativeFilter) -> T,
+    body: impl FnOnce(&mut NativeFilter) -> Option<T>,
 ) -> T {
     let run = AssertUnwindSafe(|| {
         // SAFETY: the filter pointer Envoy passes to this hook.
         unsafe { filter_mut(filter) }.map(body)
     });
     match catch_unwind(run) {
-        Ok(Some(status)) => status,
+        Ok(Some(Some(status))) => status,
+        Ok(Some(None)) => {
+            fail_closed(envoy, filter, "runtime busy");
+            stop
+        }
         Ok(None) => {
             fail_closed(envoy, filter, "hook without a filter");
             stop
@@ -325,11 +535,27 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         match f.phase {
             Phase::New => {
                 f.phase = Phase::Request;
-                abi::HEADERS_CONTINUE
+                let id = f.id;
+                let step = with_vm(f, envoy, None, |vm, host| {
+                    tick_if_due(vm, host);
+                    vm.process(host, id, true)
+                })?;
+                Some(match step {
+                    Step::Continue => abi::HEADERS_CONTINUE,
+                    Step::Responded => {
+                        f.phase = Phase::Replied;
+                        abi::HEADERS_STOP_ITERATION
+                    }
+                    Step::Waiting => {
+                        f.waiting = true;
+                        schedulers::register(envoy, id);
+                        abi::HEADERS_STOP_ITERATION
+                    }
+                })
             }
-            // Twice, or after the end: nothing new to decide.
-            Phase::Request => abi::HEADERS_CONTINUE,
-            Phase::Replied | Phase::Complete => abi::HEADERS_STOP_ITERATION,
+            // Twice: nothing new to decide.
+            Phase::Request if !f.waiting => Some(abi::HEADERS_CONTINUE),
+            Phase::Request | Phase::Replied | Phase::Complete => Some(abi::HEADERS_STOP_ITERATION),
         }
     })
 }
@@ -342,11 +568,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     _end_of_stream: bool,
 ) -> abi::BodyStatus {
     guarded(envoy, filter, abi::BODY_STOP_ITERATION_NO_BUFFER, |f| {
-        if f.phase == Phase::Replied {
+        Some(if f.phase == Phase::Replied {
             abi::BODY_STOP_ITERATION_NO_BUFFER
+        } else if f.waiting {
+            // Undecided: held, as the wasm build holds it.
+            abi::BODY_STOP_ITERATION_AND_BUFFER
         } else {
             abi::BODY_CONTINUE
-        }
+        })
     })
 }
 const _: abi::OnHttpFilterBody = envoy_dynamic_module_on_http_filter_request_body;
@@ -357,11 +586,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     filter: HttpFilterModulePtr,
 ) -> abi::TrailersStatus {
     guarded(envoy, filter, abi::TRAILERS_STOP_ITERATION, |f| {
-        if f.phase == Phase::Replied {
+        Some(if f.phase == Phase::Replied || f.waiting {
             abi::TRAILERS_STOP_ITERATION
         } else {
             abi::TRAILERS_CONTINUE
-        }
+        })
     })
 }
 const _: abi::OnHttpFilterTrailers = envoy_dynamic_module_on_http_filter_request_trailers;
@@ -372,8 +601,15 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     filter: HttpFilterModulePtr,
     _end_of_stream: bool,
 ) -> abi::HeadersStatus {
-    guarded(envoy, filter, abi::HEADERS_STOP_ITERATION, |_| {
-        abi::HEADERS_CONTINUE
+    guarded(envoy, filter, abi::HEADERS_STOP_ITERATION, |f| {
+        // A callout in flight on this stream (a key fetch it carries) ends
+        // with the stream: the response waits for it.
+        Some(if f.callouts.is_empty() {
+            abi::HEADERS_CONTINUE
+        } else {
+            f.encoding_held = true;
+            abi::HEADERS_STOP_ITERATION
+        })
     })
 }
 const _: abi::OnHttpFilterHeaders = envoy_dynamic_module_on_http_filter_response_headers;
@@ -384,8 +620,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     filter: HttpFilterModulePtr,
     _end_of_stream: bool,
 ) -> abi::BodyStatus {
-    guarded(envoy, filter, abi::BODY_STOP_ITERATION_NO_BUFFER, |_| {
-        abi::BODY_CONTINUE
+    guarded(envoy, filter, abi::BODY_STOP_ITERATION_NO_BUFFER, |f| {
+        Some(if f.encoding_held {
+            abi::BODY_STOP_ITERATION_AND_BUFFER
+        } else {
+            abi::BODY_CONTINUE
+        })
     })
 }
 const _: abi::OnHttpFilterBody = envoy_dynamic_module_on_http_filter_response_body;
@@ -395,23 +635,30 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
 ) -> abi::TrailersStatus {
-    guarded(envoy, filter, abi::TRAILERS_STOP_ITERATION, |_| {
-        abi::TRAILERS_CONTINUE
+    guarded(envoy, filter, abi::TRAILERS_STOP_ITERATION, |f| {
+        Some(if f.encoding_held {
+            abi::TRAILERS_STOP_ITERATION
+        } else {
+            abi::TRAILERS_CONTINUE
+        })
     })
 }
 const _: abi::OnHttpFilterTrailers = envoy_dynamic_module_on_http_filter_response_trailers;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    _envoy: HttpFilterEnvoyPtr,
+    envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
 ) {
-    let _ = catch_unwind(|| {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the filter pointer Envoy passes to this hook.
         if let Some(f) = unsafe { filter_mut(filter) } {
             f.phase = Phase::Complete;
+            f.waiting = false;
+            let id = f.id;
+            let _ = with_vm(f, envoy, None, |vm, _| vm.forget(id));
         }
-    });
+    }));
 }
 const _: abi::OnHttpFilterStreamComplete = envoy_dynamic_module_on_http_filter_stream_complete;
 
@@ -420,34 +667,139 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: HttpFilter
     let _ = catch_unwind(|| {
         if !filter.is_null() {
             // SAFETY: from Box::into_raw in filter_new; Envoy destroys once.
-            drop(unsafe { Box::from_raw(filter.cast::<NativeFilter>().cast_mut()) });
+            let mut f = unsafe { Box::from_raw(filter.cast::<NativeFilter>().cast_mut()) };
+            schedulers::unregister(f.id);
+            let id = f.id;
+            f.waiting = false;
+            let pending = core::mem::take(&mut f.callouts);
+            // Envoy cancels the stream's callouts: the runtime hears of no
+            // answer, and other streams are not left waiting for one.
+            let _ = with_vm(&mut f, core::ptr::null_mut(), None, |vm, host| {
+                vm.forget(id);
+                for (_, token) in pending {
+                    vm.on_fetch_response(host, token, 0);
+                }
+            });
         }
     });
 }
 const _: abi::OnHttpFilterDestroy = envoy_dynamic_module_on_http_filter_destroy;
 
+/// The answer of a callout, copied out of Envoy's buffers.
+///
+/// # Safety
+/// The pointers are those Envoy passes to `http_callout_done`.
+unsafe fn callout_answer(
+    headers: *mut EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *mut EnvoyBuffer,
+    body_chunks_size: usize,
+) -> CalloutAnswer {
+    let mut status = None;
+    if !headers.is_null() {
+        // SAFETY: Envoy's array of `headers_size` headers for this call.
+        let hs = unsafe { core::slice::from_raw_parts(headers, headers_size) };
+        for h in hs {
+            // SAFETY: Envoy's buffers for this call.
+            let (k, v) = unsafe {
+                (
+                    EnvoyBuffer {
+                        ptr: h.key_ptr,
+                        length: h.key_length,
+                    }
+                    .bytes(),
+                    EnvoyBuffer {
+                        ptr: h.value_ptr,
+                        length: h.value_length,
+                    }
+                    .bytes(),
+                )
+            };
+            if k == b":status" {
+                status = Some(String::from_utf8_lossy(v).into_owned());
+                break;
+            }
+        }
+    }
+    // As the wasm build reads it: at most one byte past the largest JWKS.
+    let max = crate::jose::jwk::MAX_JWKS_BYTES + 1;
+    let mut body = Vec::new();
+    if !body_chunks.is_null() {
+        // SAFETY: Envoy's array of `body_chunks_size` buffers for this call.
+        let chunks = unsafe { core::slice::from_raw_parts(body_chunks, body_chunks_size) };
+        for c in chunks {
+            // SAFETY: Envoy's buffer for this call.
+            let bytes = unsafe { c.bytes() };
+            let room = max.saturating_sub(body.len());
+            body.extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or(&[]));
+        }
+    }
+    (status, Some(body))
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _envoy: HttpFilterEnvoyPtr,
-    _filter: HttpFilterModulePtr,
-    _callout_id: u64,
-    _result: abi::CalloutResult,
-    _headers: *mut EnvoyHttpHeader,
-    _headers_size: usize,
-    _body_chunks: *mut EnvoyBuffer,
-    _body_chunks_size: usize,
+    envoy: HttpFilterEnvoyPtr,
+    filter: HttpFilterModulePtr,
+    callout_id: u64,
+    result: abi::CalloutResult,
+    headers: *mut EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *mut EnvoyBuffer,
+    body_chunks_size: usize,
 ) {
-    // No callouts yet.
+    guarded(envoy, filter, (), |f| {
+        let pos = f.callouts.iter().position(|(id, _)| *id == callout_id)?;
+        let (_, token) = f.callouts.remove(pos);
+        let answer = if result == abi::CALLOUT_SUCCESS {
+            // SAFETY: Envoy's pointers for this call.
+            unsafe { callout_answer(headers, headers_size, body_chunks, body_chunks_size) }
+        } else {
+            (None, None)
+        };
+        let size = answer.1.as_ref().map_or(0, Vec::len);
+        with_vm(f, envoy, Some(answer), |vm, host| {
+            vm.on_fetch_response(host, token, size);
+            vm.on_introspection_response(host, token, size);
+            tick_if_due(vm, host);
+        })?;
+        if f.callouts.is_empty() && f.encoding_held {
+            f.encoding_held = false;
+            if let Some(cb) = callbacks() {
+                // SAFETY: the current hook's stream, stopped in its response.
+                unsafe { (cb.continue_encoding)(envoy) };
+            }
+        }
+        Some(())
+    });
 }
 const _: abi::OnHttpFilterHttpCalloutDone = envoy_dynamic_module_on_http_filter_http_callout_done;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _envoy: HttpFilterEnvoyPtr,
-    _filter: HttpFilterModulePtr,
-    _event_id: u64,
+    envoy: HttpFilterEnvoyPtr,
+    filter: HttpFilterModulePtr,
+    event_id: u64,
 ) {
-    // Nothing is scheduled yet.
+    guarded(envoy, filter, (), |f| {
+        if !f.waiting {
+            return Some(());
+        }
+        let id = f.id;
+        with_vm(f, envoy, None, |vm, host| {
+            tick_if_due(vm, host);
+            // Woken by another stream's hook: decide again (it may no
+            // longer wait), unless the tick above already did.
+            if event_id == schedulers::EVENT_WAKE
+                && !host.resumed.get()
+                && !host.responded.get()
+                && vm.is_held(id)
+                && vm.process(host, id, false) == Step::Continue
+            {
+                host.resume_request();
+            }
+        })
+    });
 }
 const _: abi::OnHttpFilterScheduled = envoy_dynamic_module_on_http_filter_scheduled;
 

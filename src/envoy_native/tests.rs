@@ -2,8 +2,11 @@
 //! in order, out of order, twice, aborted, and with a panic inside.
 
 use std::ffi::CStr;
+use std::sync::OnceLock;
 
-use super::abi::{self, Callbacks, EnvoyBuffer, HttpFilterConfigModulePtr, HttpFilterModulePtr};
+use super::abi::{
+    self, Callbacks, EnvoyBuffer, EnvoyHttpHeader, HttpFilterConfigModulePtr, HttpFilterModulePtr,
+};
 use super::fake_envoy::{self, FakeConfig, FakeStream};
 use super::*;
 
@@ -22,6 +25,64 @@ fn config(cfg: &FakeConfig, json: &str) -> HttpFilterConfigModulePtr {
         buf(b"certbound"),
         buf(json.as_bytes()),
     )
+}
+
+/// The test vectors (tests/vectors/vectors.json).
+fn vectors() -> &'static serde_json::Value {
+    static V: OnceLock<serde_json::Value> = OnceLock::new();
+    V.get_or_init(|| {
+        serde_json::from_str(include_str!("../../tests/vectors/vectors.json")).unwrap_or_default()
+    })
+}
+
+fn token(name: &str) -> String {
+    vectors()["tokens"][name]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The vectors' provider "idp", with `extra` fields merged in.
+fn provider(extra: serde_json::Value) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "issuer": vectors()["issuer"],
+        "audiences": [vectors()["audience"]],
+        "local_jwks": {"inline_string": vectors()["jwks"].to_string()},
+    });
+    if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            if v.is_null() {
+                p.remove(k);
+            } else {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    p
+}
+
+/// Every path public: a valid policy that decides without a token.
+fn open() -> String {
+    serde_json::json!({
+        "providers": {"idp": provider(serde_json::json!({}))},
+        "rules": [{"match": {"prefix": "/"}}]
+    })
+    .to_string()
+}
+
+/// Every path needs a bound token of "idp".
+fn guarded_cfg() -> String {
+    serde_json::json!({"providers": {"idp": provider(serde_json::json!({}))}}).to_string()
+}
+
+/// This thread's clock at the vectors' `now`.
+fn at_vectors_now() {
+    let now = vectors()["now"].as_u64().unwrap_or(0);
+    host::TEST_NOW.with(|t| {
+        t.set(Some(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(now),
+        ));
+    });
 }
 
 fn phase(filter: HttpFilterModulePtr) -> Phase {
@@ -43,11 +104,11 @@ fn every_callback_resolves_by_its_abi_name() {
     // SAFETY: the fake lookup returns each fake callback by its name.
     let cb = unsafe { Callbacks::resolve(fake_envoy::lookup) };
     assert!(cb.is_ok());
-    assert_eq!(Callbacks::NAMES.len(), 20);
+    assert_eq!(Callbacks::NAMES.len(), 24);
     let mut names = Callbacks::NAMES.to_vec();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), 20, "a callback name is listed twice");
+    assert_eq!(names.len(), 24, "a callback name is listed twice");
     for name in Callbacks::NAMES {
         assert!(
             name.to_bytes()
@@ -86,12 +147,14 @@ fn outside_envoy_no_callback_is_found() {
 fn configuration_is_accepted_logged_and_destroyed() {
     let cfg = FakeConfig::default();
     fake_envoy::take_log();
-    let c = config(&cfg, r#"{"providers": []}"#);
+    let json = open();
+    let c = config(&cfg, &json);
     assert!(!c.is_null());
     let log = fake_envoy::take_log();
+    let accepted = format!("accepted ({} bytes)", json.len());
     assert!(
         log.iter()
-            .any(|(l, m)| *l == abi::LOG_INFO && m.contains("accepted (17 bytes)")),
+            .any(|(l, m)| *l == abi::LOG_INFO && m.contains(&accepted)),
         "{log:?}"
     );
     envoy_dynamic_module_on_http_filter_config_destroy(c);
@@ -100,17 +163,14 @@ fn configuration_is_accepted_logged_and_destroyed() {
 }
 
 #[test]
-fn configuration_from_null_buffers_is_empty_not_a_crash() {
+fn configuration_from_null_buffers_is_refused_not_a_crash() {
     fake_envoy::install();
     let null = EnvoyBuffer {
         ptr: core::ptr::null(),
         length: 5,
     };
     let c = envoy_dynamic_module_on_http_filter_config_new(core::ptr::null_mut(), null, null);
-    assert!(!c.is_null());
-    let cfg = config_ref(c).map(|c| (c.name.clone(), c.raw.len()));
-    assert_eq!(cfg, Some((String::new(), 0)));
-    envoy_dynamic_module_on_http_filter_config_destroy(c);
+    assert!(c.is_null());
 }
 
 #[test]
@@ -126,7 +186,7 @@ fn a_panic_in_configuration_refuses_it() {
 #[test]
 fn a_stream_in_order_continues_and_calls_nothing_else() {
     let cfg = FakeConfig::default();
-    let c = config(&cfg, "{}");
+    let c = config(&cfg, &open());
     let s = FakeStream::with_request_headers(&[(":path", "/"), ("host", "x")]);
     let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
     assert!(!f.is_null());
@@ -158,14 +218,23 @@ fn a_stream_in_order_continues_and_calls_nothing_else() {
     assert_eq!(phase(f), Phase::Complete);
     envoy_dynamic_module_on_http_filter_destroy(f);
     envoy_dynamic_module_on_http_filter_config_destroy(c);
-    assert!(s.calls.borrow().is_empty(), "{:?}", s.calls.borrow());
+    // The request headers were read and the decision counted; nothing
+    // else was asked.
+    assert_eq!(
+        *s.calls.borrow(),
+        [
+            "http_get_headers_size",
+            "http_get_headers",
+            "http_filter_increment_counter"
+        ],
+    );
     assert!(s.replies.borrow().is_empty());
 }
 
 #[test]
 fn request_headers_twice_decide_once() {
     let cfg = FakeConfig::default();
-    let c = config(&cfg, "{}");
+    let c = config(&cfg, &open());
     let s = FakeStream::default();
     let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
     for _ in 0..2 {
@@ -182,7 +251,7 @@ fn request_headers_twice_decide_once() {
 #[test]
 fn a_stream_aborted_before_its_headers_is_freed_quietly() {
     let cfg = FakeConfig::default();
-    let c = config(&cfg, "{}");
+    let c = config(&cfg, &open());
     let s = FakeStream::default();
     // Created and destroyed, nothing between.
     let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
@@ -199,7 +268,7 @@ fn a_stream_aborted_before_its_headers_is_freed_quietly() {
 #[test]
 fn headers_after_completion_stop_without_a_reply() {
     let cfg = FakeConfig::default();
-    let c = config(&cfg, "{}");
+    let c = config(&cfg, &open());
     let s = FakeStream::default();
     let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
     envoy_dynamic_module_on_http_filter_stream_complete(s.ptr(), f);
@@ -215,14 +284,15 @@ fn headers_after_completion_stop_without_a_reply() {
 #[test]
 fn streams_outlive_a_configuration_destroyed_first() {
     let cfg = FakeConfig::default();
-    let c = config(&cfg, r#"{"a": 1}"#);
+    let json = open();
+    let c = config(&cfg, &json);
     let s = FakeStream::default();
     let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
     envoy_dynamic_module_on_http_filter_config_destroy(c);
     // The stream still holds the configuration.
     // SAFETY: a live filter.
     let raw = unsafe { filter_mut(f) }.map(|f| f.config.raw.clone());
-    assert_eq!(raw.as_deref(), Some(&br#"{"a": 1}"#[..]));
+    assert_eq!(raw.as_deref(), Some(json.as_bytes()));
     assert_eq!(
         envoy_dynamic_module_on_http_filter_request_headers(s.ptr(), f, true),
         abi::HEADERS_CONTINUE
@@ -257,13 +327,16 @@ fn a_hook_without_a_filter_fails_closed_with_a_500() {
 #[test]
 fn a_panic_in_a_stream_hook_sends_one_500_and_stops() {
     let cfg = FakeConfig::default();
-    let c = config(&cfg, "{}");
+    let c = config(&cfg, &open());
     let s = FakeStream::default();
     let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
     fake_envoy::take_log();
-    let status = guarded(s.ptr(), f, abi::HEADERS_STOP_ITERATION, |_| -> u32 {
-        panic!("boom")
-    });
+    let status = guarded(
+        s.ptr(),
+        f,
+        abi::HEADERS_STOP_ITERATION,
+        |_| -> Option<u32> { panic!("boom") },
+    );
     assert_eq!(status, abi::HEADERS_STOP_ITERATION);
     assert_eq!(phase(f), Phase::Replied);
     {
@@ -294,9 +367,12 @@ fn a_panic_in_a_stream_hook_sends_one_500_and_stops() {
     );
 
     // A second panic on the same stream: no second reply.
-    let _ = guarded(s.ptr(), f, abi::BODY_STOP_ITERATION_NO_BUFFER, |_| -> u32 {
-        panic!("again")
-    });
+    let _ = guarded(
+        s.ptr(),
+        f,
+        abi::BODY_STOP_ITERATION_NO_BUFFER,
+        |_| -> Option<u32> { panic!("again") },
+    );
     assert_eq!(s.replies.borrow().len(), 1);
     // And the stream stays stopped.
     assert_eq!(
@@ -430,4 +506,318 @@ fn logging_goes_through_envoy_at_enabled_levels_only() {
 fn send_local_reply_ignores_a_null_stream() {
     fake_envoy::install();
     send_local_reply(core::ptr::null_mut(), 500, b"x", "y");
+}
+
+// ------------------------------------------------- the runtime, natively
+
+const CLIENT_A_SHA256: &str = "14bd05d269769ea25a7bbaf2643d9f89171daf01a295c49b1f30d608454f94bf";
+const OTHER_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+/// A stream with a bearer token and a client-certificate digest.
+fn bound_stream(t: &str, digest: &str) -> FakeStream {
+    let s = FakeStream::with_request_headers(&[
+        (":path", "/api"),
+        (":method", "GET"),
+        (":authority", "api.example.com"),
+        ("authorization", &format!("Bearer {t}")),
+    ]);
+    s.string_attributes.borrow_mut().insert(
+        abi::ATTR_CONNECTION_SHA256_PEER_CERTIFICATE_DIGEST,
+        digest.as_bytes().to_vec(),
+    );
+    s
+}
+
+/// A counter's value on `s`, by name.
+fn counter(cfg: &FakeConfig, s: &FakeStream, name: &str) -> u64 {
+    let defined = cfg.counters_defined.borrow();
+    defined
+        .iter()
+        .position(|n| n == name.as_bytes())
+        .and_then(|id| s.counters.borrow().get(&id).copied())
+        .unwrap_or(0)
+}
+
+/// The same request through the runtime as the wasm build's filter
+/// drives it, over the fake proxy-wasm host: its local response, if any.
+fn wasm_response(json: &str, t: &str, digest: &str) -> Option<crate::host::fake::LocalResponse> {
+    let now = vectors()["now"].as_u64().unwrap_or(0);
+    let h = crate::host::fake::FakeHost::new()
+        .at_unix(now)
+        .with_config(json)
+        .with_header(":path", "/api")
+        .with_header(":method", "GET")
+        .with_header(":authority", "api.example.com")
+        .with_header("authorization", &format!("Bearer {t}"))
+        .with_property(
+            &["connection", "sha256_peer_certificate_digest"],
+            digest.as_bytes(),
+        );
+    let env = |_: &str| None;
+    let policy = crate::policy::parse(json.as_bytes(), &env).ok()?;
+    let mut vm = Vm::new(&h, policy);
+    let _ = vm.process(&h, 1, true);
+    h.response()
+}
+
+#[test]
+fn a_bound_token_with_its_certificate_continues() {
+    at_vectors_now();
+    let cfg = FakeConfig::default();
+    let c = config(&cfg, &guarded_cfg());
+    assert!(!c.is_null());
+    let s = bound_stream(&token("good_ES256"), CLIENT_A_SHA256);
+    let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(s.ptr(), f, true),
+        abi::HEADERS_CONTINUE
+    );
+    assert!(s.replies.borrow().is_empty());
+    assert_eq!(counter(&cfg, &s, "certbound.allowed"), 1);
+    assert_eq!(counter(&cfg, &s, "certbound.provider.idp.allowed"), 1);
+    // forward defaults to false: the token does not go upstream.
+    assert!(
+        !s.request_headers
+            .borrow()
+            .iter()
+            .any(|(k, _)| k == b"authorization")
+    );
+    // The keys_loaded gauge, set at configuration.
+    let gauges = cfg.gauges_defined.borrow();
+    let id = gauges
+        .iter()
+        .position(|n| n == b"certbound.provider.idp.keys_loaded");
+    assert!(id.is_some_and(|id| cfg.gauges.borrow().get(&id).is_some_and(|v| *v > 0)));
+    envoy_dynamic_module_on_http_filter_stream_complete(s.ptr(), f);
+    envoy_dynamic_module_on_http_filter_destroy(f);
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+}
+
+#[test]
+fn another_certificate_gets_the_wasm_builds_401() {
+    at_vectors_now();
+    let cfg = FakeConfig::default();
+    let json = guarded_cfg();
+    let c = config(&cfg, &json);
+    let s = bound_stream(&token("good_ES256"), OTHER_SHA256);
+    let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(s.ptr(), f, true),
+        abi::HEADERS_STOP_ITERATION
+    );
+    assert_eq!(phase(f), Phase::Replied);
+    // Body and trailers of a denied request do not move.
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_body(s.ptr(), f, true),
+        abi::BODY_STOP_ITERATION_NO_BUFFER
+    );
+    let native = s.replies.borrow().first().cloned();
+    let wasm = wasm_response(&json, &token("good_ES256"), OTHER_SHA256);
+    let native = native.map(|r| {
+        (
+            r.status,
+            r.headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(k).into_owned(),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+            r.body,
+        )
+    });
+    let wasm = wasm.map(|r| (r.status, r.headers, r.body));
+    assert!(native.is_some());
+    assert_eq!(native, wasm);
+    assert!(native.is_some_and(|(status, headers, _)| {
+        status == 401
+            && headers
+                .iter()
+                .any(|(k, v)| k == "www-authenticate" && v.contains("invalid_token"))
+    }));
+    assert_eq!(counter(&cfg, &s, "certbound.denied"), 1);
+    envoy_dynamic_module_on_http_filter_destroy(f);
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_the_field_named_error() {
+    let cfg = FakeConfig::default();
+    fake_envoy::take_log();
+    let json = serde_json::json!({
+        "providers": {"idp": provider(serde_json::json!({"clock_skew": "forever"}))}
+    })
+    .to_string();
+    let c = config(&cfg, &json);
+    assert!(c.is_null());
+    let env = |_: &str| None;
+    let expected = crate::policy::parse(json.as_bytes(), &env)
+        .err()
+        .map(|e| format!("certbound: {e}"));
+    let log = fake_envoy::take_log();
+    assert!(expected.is_some());
+    assert!(
+        log.iter()
+            .any(|(l, m)| *l == abi::LOG_ERROR && Some(m) == expected.as_ref()),
+        "{log:?} {expected:?}"
+    );
+}
+
+fn remote_cfg(uri: &str) -> String {
+    serde_json::json!({"providers": {"idp": provider(serde_json::json!({
+        "local_jwks": null,
+        "remote_jwks": {
+            "http_uri": {"uri": uri, "cluster": "idp_jwks", "timeout": "2s"},
+            "cache_duration": "600s",
+        }
+    }))}})
+    .to_string()
+}
+
+/// Answers the stream's callout `id` with a 200 and `body`.
+fn answer(s: &FakeStream, f: HttpFilterModulePtr, id: u64, body: &[u8]) {
+    let mut headers = [EnvoyHttpHeader {
+        key_ptr: b":status".as_ptr().cast(),
+        key_length: 7,
+        value_ptr: b"200".as_ptr().cast(),
+        value_length: 3,
+    }];
+    let mut chunks = [buf(body)];
+    envoy_dynamic_module_on_http_filter_http_callout_done(
+        s.ptr(),
+        f,
+        id,
+        abi::CALLOUT_SUCCESS,
+        headers.as_mut_ptr(),
+        1,
+        chunks.as_mut_ptr(),
+        1,
+    );
+}
+
+#[test]
+fn remote_keys_pause_the_stream_until_its_callout_answers() {
+    at_vectors_now();
+    let cfg = FakeConfig::default();
+    let c = config(&cfg, &remote_cfg("https://idp.example.com/native-pause"));
+    assert!(!c.is_null());
+    let t = token("good_ES256");
+    // The first stream carries the fetch and waits.
+    let s1 = bound_stream(&t, CLIENT_A_SHA256);
+    let f1 = envoy_dynamic_module_on_http_filter_new(c, s1.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(s1.ptr(), f1, true),
+        abi::HEADERS_STOP_ITERATION
+    );
+    let callout = s1.callouts.borrow().first().cloned();
+    assert!(callout.as_ref().is_some_and(|c| c.cluster == b"idp_jwks"));
+    // Its body is held while it waits.
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_body(s1.ptr(), f1, false),
+        abi::BODY_STOP_ITERATION_AND_BUFFER
+    );
+    // A second stream waits too (the fetch is in flight), with a scheduler.
+    let s2 = bound_stream(&t, CLIENT_A_SHA256);
+    let f2 = envoy_dynamic_module_on_http_filter_new(c, s2.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(s2.ptr(), f2, true),
+        abi::HEADERS_STOP_ITERATION
+    );
+    assert!(s2.callouts.borrow().is_empty());
+    assert_eq!(s2.live_schedulers.get(), 1);
+    // The keys arrive on the first stream: it resumes there, and the
+    // second is woken through its scheduler.
+    answer(&s1, f1, 1, vectors()["jwks"].to_string().as_bytes());
+    assert_eq!(s1.continued_decoding.get(), 1);
+    assert!(s1.replies.borrow().is_empty());
+    assert_eq!(*s2.committed.borrow(), [schedulers::EVENT_WAKE]);
+    assert_eq!(s2.continued_decoding.get(), 0);
+    envoy_dynamic_module_on_http_filter_scheduled(s2.ptr(), f2, schedulers::EVENT_WAKE);
+    assert_eq!(s2.continued_decoding.get(), 1);
+    assert!(s2.replies.borrow().is_empty());
+    // A duplicate event does nothing more.
+    envoy_dynamic_module_on_http_filter_scheduled(s2.ptr(), f2, schedulers::EVENT_WAKE);
+    assert_eq!(s2.continued_decoding.get(), 1);
+    assert_eq!(
+        counter(&cfg, &s1, "certbound.provider.idp.jwks_fetch_success"),
+        1
+    );
+    for (s, f) in [(&s1, f1), (&s2, f2)] {
+        envoy_dynamic_module_on_http_filter_stream_complete(s.ptr(), f);
+        envoy_dynamic_module_on_http_filter_destroy(f);
+    }
+    assert_eq!(s2.live_schedulers.get(), 0);
+    // A third stream decides at once with the keys now shared.
+    let s3 = bound_stream(&t, CLIENT_A_SHA256);
+    let f3 = envoy_dynamic_module_on_http_filter_new(c, s3.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(s3.ptr(), f3, true),
+        abi::HEADERS_CONTINUE
+    );
+    envoy_dynamic_module_on_http_filter_destroy(f3);
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+}
+
+#[test]
+fn a_stream_aborted_while_it_carries_the_fetch_leaves_no_one_hanging() {
+    at_vectors_now();
+    let cfg = FakeConfig::default();
+    let c = config(&cfg, &remote_cfg("https://idp.example.com/native-abort"));
+    let t = token("good_ES256");
+    let s1 = bound_stream(&t, CLIENT_A_SHA256);
+    let f1 = envoy_dynamic_module_on_http_filter_new(c, s1.ptr());
+    let s2 = bound_stream(&t, CLIENT_A_SHA256);
+    let f2 = envoy_dynamic_module_on_http_filter_new(c, s2.ptr());
+    for (s, f) in [(&s1, f1), (&s2, f2)] {
+        assert_eq!(
+            envoy_dynamic_module_on_http_filter_request_headers(s.ptr(), f, true),
+            abi::HEADERS_STOP_ITERATION
+        );
+    }
+    assert_eq!(s1.callouts.borrow().len(), 1);
+    // The client of the first stream goes: Envoy cancels its callout.
+    envoy_dynamic_module_on_http_filter_stream_complete(s1.ptr(), f1);
+    envoy_dynamic_module_on_http_filter_destroy(f1);
+    assert_eq!(s1.live_schedulers.get(), 0);
+    assert!(s1.replies.borrow().is_empty());
+    // The fetch counts as failed, and the other stream is woken to be
+    // decided without keys, as when a fetch fails.
+    assert_eq!(*s2.committed.borrow(), [schedulers::EVENT_WAKE]);
+    envoy_dynamic_module_on_http_filter_scheduled(s2.ptr(), f2, schedulers::EVENT_WAKE);
+    let status = s2.replies.borrow().first().map(|r| r.status);
+    assert_eq!(status, Some(401));
+    assert_eq!(phase(f2), Phase::Replied);
+    // A late answer for a callout the stream no longer has is ignored.
+    answer(&s2, f2, 99, b"{}");
+    assert_eq!(s2.replies.borrow().len(), 1);
+    envoy_dynamic_module_on_http_filter_destroy(f2);
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+}
+
+#[test]
+fn changed_request_headers_clear_the_route_cache() {
+    at_vectors_now();
+    let cfg = FakeConfig::default();
+    let json = serde_json::json!({"providers": {"idp": provider(serde_json::json!({
+        "thumbprint_header": "x-client-thumbprint"
+    }))}})
+    .to_string();
+    let c = config(&cfg, &json);
+    let s = bound_stream(&token("good_ES256"), CLIENT_A_SHA256);
+    let f = envoy_dynamic_module_on_http_filter_new(c, s.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(s.ptr(), f, true),
+        abi::HEADERS_CONTINUE
+    );
+    assert!(
+        s.request_headers
+            .borrow()
+            .iter()
+            .any(|(k, _)| k == b"x-client-thumbprint")
+    );
+    assert!(s.calls.borrow().contains(&"http_clear_route_cache"));
+    envoy_dynamic_module_on_http_filter_destroy(f);
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
 }

@@ -23,12 +23,32 @@ _REPORTED: set[str] = set()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    missing = [p for p in (harness.ENVOY_BIN, harness.WASM) if not Path(p).exists()]
+    build = harness.SO if harness.BUILD == "native" else harness.WASM
+    missing = [p for p in (harness.ENVOY_BIN, build) if not Path(p).exists()]
     if missing:
         raise pytest.UsageError(
             "certbound e2e needs " + ", ".join(map(str, missing))
-            + " (run `make venv` and `make build`)"
+            + " (run `make venv` and `make build` or `make native`)"
         )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "wasm_only(reason): a wasm-build feature the native build cannot have")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if harness.BUILD != "native":
+        return
+    for item in items:
+        mark = item.get_closest_marker("wasm_only")
+        if mark is not None:
+            reason = mark.kwargs.get("reason") or (mark.args[0] if mark.args else "wasm only")
+            item.add_marker(pytest.mark.skip(reason=f"wasm build only: {reason}"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"certbound build: {harness.BUILD}"
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,27 @@ COMPOSE_FILE = REPO / "envoy" / "docker-compose.yaml"
 WASM_REL = Path("target/wasm32-wasip1/release/certbound.wasm")
 WASM = Path(os.environ.get("CERTBOUND_WASM", REPO / WASM_REL))
 ENVOY_BIN = Path(os.environ.get("CERTBOUND_ENVOY", REPO / "target" / "venv" / "bin" / "envoy"))
+# Which build the suite runs against: "wasm" (certbound.wasm in the wasm
+# filter) or "native" (libcertbound.so as a dynamic module, same JSON).
+BUILD = os.environ.get("CERTBOUND_BUILD", "wasm")
+if BUILD not in ("wasm", "native"):
+    raise SystemExit(f"CERTBOUND_BUILD must be wasm or native, not {BUILD!r}")
+# Envoy's namespace for the filter's own stats: ``wasmcustom.`` for
+# proxy-wasm, ``dynamicmodulescustom.`` for dynamic modules; the names
+# after it are the same (``certbound.allowed``, ...).
+STAT_NAMESPACE = "dynamicmodulescustom." if BUILD == "native" else "wasmcustom."
+# The Prometheus view drops ``wasmcustom`` but keeps the dynamic modules'
+# namespace (``envoy_dynamicmodulescustom_certbound_allowed``).
+PROM_PREFIX = "envoy_dynamicmodulescustom_" if BUILD == "native" else ""
+# What Envoy says when certbound refuses its configuration (certbound's own
+# error, naming the field, is logged just before).
+REFUSED = ("Failed to initialize dynamic module" if BUILD == "native"
+           else "Unable to create Wasm plugin certbound")
+SO_REL = Path("target/release/libcertbound.so")
+SO = Path(os.environ.get("CERTBOUND_SO", REPO / SO_REL))
+NATIVE_FILTER_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+)
 
 READY_TIMEOUT = float(os.environ.get("CERTBOUND_READY_TIMEOUT", "60"))
 HTTP_TIMEOUT = 10.0
@@ -49,7 +70,8 @@ POLL_INTERVAL = 0.05
 # failed callback, a plugin that failed to load).
 VM_FAILURE = re.compile(
     r"panicked|Wasm VM failed|Function: proxy_on_\w+ failed|"
-    r"Plugin \S+ failed to load|wasm trap|RuntimeError",
+    r"Plugin \S+ failed to load|wasm trap|RuntimeError|"
+    r"certbound: panic|failing closed|Failed to load dynamic module",
     re.IGNORECASE,
 )
 
@@ -59,6 +81,46 @@ WASM_FILTER = "envoy.filters.http.wasm"
 # ---------------------------------------------------------------------------
 # config manipulation
 # ---------------------------------------------------------------------------
+
+
+def native_filter(plugin_json_text: str) -> dict[str, Any]:
+    """The dynamic-module filter that runs certbound natively with this JSON."""
+    return {
+        "name": "certbound",
+        "typed_config": {
+            "@type": NATIVE_FILTER_TYPE,
+            "dynamic_module_config": {"name": "certbound"},
+            "filter_name": "certbound",
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": plugin_json_text,
+            },
+        },
+    }
+
+
+def to_native(cfg: Any) -> Any:
+    """``cfg`` with every certbound wasm filter replaced by the native one,
+    carrying the same plugin JSON (the build under test decides)."""
+    if isinstance(cfg, list):
+        return [to_native(x) for x in cfg]
+    if not isinstance(cfg, dict):
+        return cfg
+    if cfg.get("name") == WASM_FILTER:
+        conf = cfg.get("typed_config", {}).get("config", {})
+        value = conf.get("configuration", {}).get("value", "")
+        return native_filter(value)
+    return {k: to_native(v) for k, v in cfg.items()}
+
+
+def for_build(cfg: dict[str, Any]) -> dict[str, Any]:
+    return to_native(cfg) if BUILD == "native" else cfg
+
+
+def build_env() -> dict[str, str]:
+    """What Envoy needs in its environment to load the build under test."""
+    # Always: the native example configs validate in either pass.
+    return {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(SO.parent)}
 
 
 def load_shipped_config() -> dict[str, Any]:
@@ -258,12 +320,29 @@ def envoy_env(jwks_text: str | None) -> dict[str, str]:
 
 
 def validate(config_path: Path, cwd: Path, jwks_text: str | None) -> subprocess.CompletedProcess:
-    """`envoy --mode validate` (it instantiates the wasm VM and runs on_configure)."""
-    return subprocess.run(
+    """`envoy --mode validate` (it instantiates the wasm VM and runs on_configure;
+    natively, it loads the module and parses the configuration). In the
+    native pass a config with the wasm filter is validated with the native
+    filter in its place (next to it, ``*.native.yaml``)."""
+    shown = str(config_path)
+    if BUILD == "native":
+        cfg = yaml.safe_load(Path(config_path).read_text())
+        native = to_native(cfg)
+        if native != cfg:
+            import tempfile
+            config_path = Path(tempfile.mkdtemp(prefix="certbound-native-")) / (
+                Path(config_path).stem + ".native.yaml")
+            config_path.write_text(yaml.safe_dump(native, sort_keys=False))
+    res = subprocess.run(
         [str(ENVOY_BIN), "--mode", "validate", "-c", str(config_path),
          "--disable-hot-restart", "--log-level", "info"],
-        cwd=cwd, env=envoy_env(jwks_text), capture_output=True, text=True, timeout=120,
+        cwd=cwd, env={**envoy_env(jwks_text), **build_env()},
+        capture_output=True, text=True, timeout=120,
     )
+    # Envoy names the file it read: the one the caller passed.
+    res.stdout = res.stdout.replace(str(config_path), shown)
+    res.stderr = res.stderr.replace(str(config_path), shown)
+    return res
 
 
 class Envoy:
@@ -292,7 +371,7 @@ class Envoy:
 
     # -- lifecycle --------------------------------------------------------
     def spawn(self) -> None:
-        self.config_path.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
+        self.config_path.write_text(yaml.safe_dump(for_build(self.cfg), sort_keys=False))
         self.admin_path.unlink(missing_ok=True)
         self.admin = ""
         with open(self.log_path, "wb") as log:
@@ -300,9 +379,10 @@ class Envoy:
                 [str(ENVOY_BIN), "-c", str(self.config_path),
                  "--concurrency", str(self.concurrency), "--disable-hot-restart",
                  "--admin-address-path", str(self.admin_path),
-                 "--log-level", "info", "--component-log-level", f"wasm:{self.wasm_log_level}",
+                 "--log-level", "info", "--component-log-level",
+                 f"wasm:{self.wasm_log_level},dynamic_modules:{self.wasm_log_level}",
                  *self.extra_args],
-                cwd=self.root, env={**envoy_env(self.jwks_text), **self.extra_env},
+                cwd=self.root, env={**envoy_env(self.jwks_text), **build_env(), **self.extra_env},
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 

@@ -17,7 +17,7 @@ What harness.py does not offer and these tests need:
   so that a request whose query the filter rewrote is still found;
 * token minting with full control over the JOSE header (``typ``, ``crit``);
 * ``Stats``: the filter's counters from the admin ``/stats``. Envoy 1.40
-  exposes proxy-wasm metrics with a ``wasmcustom.`` prefix
+  exposes the filter's metrics with a ``wasmcustom.`` prefix (``dynamicmodulescustom.`` natively)
   (``wasmcustom.certbound.allowed``); the prefix is removed here.
 """
 
@@ -29,6 +29,7 @@ import datetime as _dt
 import hashlib
 import http.client
 import os
+import re
 import socket
 import time
 import urllib.parse
@@ -285,7 +286,7 @@ def assert_passed(r: Reply) -> dict[str, str]:
 # stats
 # ---------------------------------------------------------------------------
 
-STAT_PREFIX = "wasmcustom."
+STAT_PREFIX = harness.STAT_NAMESPACE
 
 
 class Stats:
@@ -295,7 +296,7 @@ class Stats:
         self.envoy = envoy
 
     def read(self) -> dict[str, int]:
-        counters = self.envoy.stats(r"^wasmcustom\.certbound\.")
+        counters = self.envoy.stats("^" + re.escape(STAT_PREFIX) + r"certbound\.")
         return {name[len(STAT_PREFIX):]: v for name, v in counters.items()}
 
     def delta(self, before: Mapping[str, int], *, ignore: Iterable[str] = ()) -> dict[str, int]:

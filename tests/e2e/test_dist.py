@@ -8,6 +8,7 @@ passes `envoy --mode validate`.
 from __future__ import annotations
 
 import hashlib
+import sys
 import json
 import subprocess
 from pathlib import Path
@@ -73,6 +74,17 @@ def test_dist_is_ignored_by_git():
     assert res.returncode == 0, "dist/ must be in .gitignore"
 
 
+def test_native_build_and_its_sha256(tmp_path):
+    """`make dist` ships the native build too (istio/dist.py --so)."""
+    sys.path.insert(0, str(harness.REPO / "istio"))
+    import dist  # noqa: E402
+    digest = dist.add_native(harness.SO, tmp_path)
+    so = harness.SO.read_bytes()
+    assert (tmp_path / "libcertbound.so").read_bytes() == so
+    assert (tmp_path / "libcertbound.so.sha256").read_text() == hashlib.sha256(so).hexdigest() + "\n"
+    assert digest == hashlib.sha256(so).hexdigest()
+
+
 def test_make_targets():
     out = subprocess.run(["make", "-n", "-s", "dist", "oci", "IMAGE=r.example/c:1"], cwd=harness.REPO,
                          capture_output=True, text=True, timeout=60)
@@ -82,6 +94,8 @@ def test_make_targets():
                for ln in lines), out.stdout
     assert any("istio/oci.py" in ln and "--out" in ln and "dist/oci" in ln for ln in lines), out.stdout
     assert any(ln.startswith("cargo build --release --target wasm32-wasip1") for ln in lines), out.stdout
+    assert any("istio/dist.py" in ln and "--so" in ln and str(harness.SO_REL) in ln
+               for ln in lines), out.stdout
 
 
 # ---------------------------------------------------------------------------

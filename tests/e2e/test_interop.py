@@ -330,7 +330,7 @@ def test_as_needs_the_tls_certificate_and_ignores_a_forged_xfcc(auth_server, pki
 def test_jwt_with_its_certificate_is_accepted(api, auth_server, call, pki):
     token = auth_server.token(pki.client_a, JWT_API)
     assert_accepted(call(api, token, pki.client_a), token, pki.client_a)
-    assert api.stat("wasmcustom.certbound.provider.oidc.jwks_fetch_success") >= 1
+    assert api.stat(harness.STAT_NAMESPACE + "certbound.provider.oidc.jwks_fetch_success") >= 1
 
 
 def test_jwt_with_another_certificate_is_rejected(api, auth_server, call, pki):

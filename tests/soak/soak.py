@@ -76,7 +76,7 @@ import harness  # noqa: E402  (tests/e2e/harness.py: Envoy, PKI, config helpers)
 from faulty_jwks import MODES as FAULT_MODES, FaultyJwks  # noqa: E402
 from harness import demo  # noqa: E402
 
-STAT = "wasmcustom.certbound."
+STAT = harness.STAT_NAMESPACE + "certbound."
 P = STAT + "provider.idp."
 MiB = 1024 * 1024
 JWKS_CLUSTER = "soak_jwks"
