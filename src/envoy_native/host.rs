@@ -359,6 +359,22 @@ impl Host for NativeHost<'_> {
         }
     }
 
+    fn add_response_header(&self, name: &str, value: &str) {
+        let Some(cb) = callbacks() else { return };
+        if self.envoy.is_null() {
+            return;
+        }
+        // SAFETY: the current hook's stream; the buffers outlive the call.
+        unsafe {
+            (cb.add_header)(
+                self.envoy,
+                abi::RESPONSE_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            );
+        }
+    }
+
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         let Some(cb) = callbacks() else { return };
         if self.envoy.is_null() || self.responded.replace(true) {

@@ -602,6 +602,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     _end_of_stream: bool,
 ) -> abi::HeadersStatus {
     guarded(envoy, filter, abi::HEADERS_STOP_ITERATION, |f| {
+        // A fresh DPoP-Nonce the request earned goes with its response.
+        let id = f.id;
+        let _ = with_vm(f, envoy, None, |vm, host| vm.on_response_headers(host, id));
         // A callout in flight on this stream (a key fetch it carries) ends
         // with the stream: the response waits for it.
         Some(if f.callouts.is_empty() {

@@ -15,6 +15,8 @@ use crate::error::AuthError;
 pub use crate::jose::alg::Alg;
 use crate::jose::crypto::ecdsa::{Es256Key, Es384Key};
 use crate::jose::crypto::eddsa::Ed25519Key;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::jose::crypto::native::NativeKey;
 use crate::jose::crypto::rsa::{Hash, RsaKey};
 
 /// Upper bound on the JWKS document, in bytes.
@@ -39,11 +41,14 @@ pub enum PublicKey {
 pub struct VerifyingKey {
     alg: Alg,
     key: PublicKey,
+    /// The native build verifies with AWS-LC, from the JWK's material.
+    #[cfg(not(target_arch = "wasm32"))]
+    native: Option<NativeKey>,
 }
 
 impl VerifyingKey {
     /// `key` for `alg`, or `None` when the key cannot make that signature.
-    pub fn new(alg: Alg, key: PublicKey) -> Option<VerifyingKey> {
+    fn new(alg: Alg, key: PublicKey) -> Option<VerifyingKey> {
         let fits = matches!(
             (alg, &key),
             (
@@ -53,10 +58,21 @@ impl VerifyingKey {
                 | (Alg::ES384, PublicKey::P384(_))
                 | (Alg::EdDSA | Alg::Ed25519, PublicKey::Ed25519(_))
         );
-        fits.then_some(VerifyingKey { alg, key })
+        fits.then_some(VerifyingKey {
+            alg,
+            key,
+            #[cfg(not(target_arch = "wasm32"))]
+            native: None,
+        })
     }
 
-    fn from_jwk(alg: Alg, jwk: &str) -> Result<VerifyingKey, jwt_simple::Error> {
+    /// The key of JWK `obj` (also given as text) for `alg`, checked by
+    /// jwt-simple's import and certbound's key constructors.
+    fn from_jwk(
+        alg: Alg,
+        jwk: &str,
+        obj: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<VerifyingKey, jwt_simple::Error> {
         let rsa = |c: RSAPublicKeyComponents| {
             RsaKey::new(&c.n, &c.e)
                 .map(PublicKey::Rsa)
@@ -84,7 +100,15 @@ impl VerifyingKey {
                 )
             }
         };
-        Ok(VerifyingKey::new(alg, key).ok_or(JWTError::InvalidPublicKey)?)
+        #[allow(unused_mut)] // set below in the native build only
+        let mut key = VerifyingKey::new(alg, key).ok_or(JWTError::InvalidPublicKey)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            key.native = Some(NativeKey::from_jwk(obj).ok_or(JWTError::InvalidPublicKey)?);
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = obj;
+        Ok(key)
     }
 
     pub fn alg(&self) -> Alg {
@@ -92,8 +116,23 @@ impl VerifyingKey {
     }
 
     /// Whether `signature` is this key's signature of `message` under its
-    /// algorithm, by one of certbound's verifiers.
+    /// algorithm: by AWS-LC in the native build, by one of certbound's own
+    /// verifiers in the wasm build.
     pub fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.native
+                .as_ref()
+                .is_some_and(|k| k.verify(self.alg, message, signature))
+        }
+        #[cfg(target_arch = "wasm32")]
+        self.verify_own(message, signature)
+    }
+
+    /// certbound's own verifiers (the wasm build's; checked against AWS-LC
+    /// by the differential tests).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    fn verify_own(&self, message: &[u8], signature: &[u8]) -> bool {
         match (&self.key, self.alg) {
             (PublicKey::Rsa(k), Alg::RS256) => k.verify(Hash::Sha256, message, signature),
             (PublicKey::Rsa(k), Alg::RS384) => k.verify(Hash::Sha384, message, signature),
@@ -310,7 +349,7 @@ fn import_key(entry: &serde_json::Value) -> Result<Key, String> {
     let text = entry.to_string();
     let mut variants = Vec::with_capacity(algs.len());
     for alg in algs {
-        match VerifyingKey::from_jwk(alg, &text) {
+        match VerifyingKey::from_jwk(alg, &text, obj) {
             Ok(k) => variants.push(k),
             Err(e) => return Err(describe_import_error(&e)),
         }

@@ -22,6 +22,8 @@ use crate::binding::Thumbprint;
 use crate::jose::alg::Alg;
 use crate::jose::crypto::ecdsa::{Es256Key, Es384Key};
 use crate::jose::crypto::eddsa::Ed25519Key;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::jose::crypto::native::NativeKey;
 use crate::jose::crypto::rsa::{Hash, RsaKey};
 
 /// JWK members that only a private or symmetric key has.
@@ -47,6 +49,9 @@ pub struct PublicJwk {
     key: Key,
     alg: Alg,
     thumbprint: Thumbprint,
+    /// The native build verifies proofs with AWS-LC.
+    #[cfg(not(target_arch = "wasm32"))]
+    native: Option<NativeKey>,
 }
 
 impl PublicJwk {
@@ -56,8 +61,21 @@ impl PublicJwk {
     }
 
     /// Whether `signature` (the decoded JWS signature) is valid for
-    /// `signing_input` under this key and its algorithm.
+    /// `signing_input` under this key and its algorithm: by AWS-LC in the
+    /// native build, by certbound's own verifiers in the wasm build.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.native
+                .as_ref()
+                .is_some_and(|k| k.verify(self.alg, signing_input, signature))
+        }
+        #[cfg(target_arch = "wasm32")]
+        self.verify_own(signing_input, signature)
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    fn verify_own(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match (&self.key, self.alg) {
             // A proof key is used once: no precomputed table for it.
             (Key::Es256(k), _) => k.verify_once(signing_input, signature),
@@ -116,6 +134,8 @@ pub fn public_jwk(jwk: &Value, alg: Alg) -> Result<PublicJwk, DpopError> {
         key,
         alg,
         thumbprint: Thumbprint(Sha256::digest(thumbprint_input.as_bytes()).into()),
+        #[cfg(not(target_arch = "wasm32"))]
+        native: NativeKey::from_jwk(jwk),
     })
 }
 

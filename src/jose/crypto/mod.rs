@@ -3,4 +3,6 @@
 
 pub mod ecdsa;
 pub mod eddsa;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 pub mod rsa;
