@@ -35,16 +35,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "wasm_only(reason): a wasm-build feature the native build cannot have")
+    config.addinivalue_line(
+        "markers", "native_only(reason): checks of the native build alone")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if harness.BUILD != "native":
-        return
-    for item in items:
-        mark = item.get_closest_marker("wasm_only")
-        if mark is not None:
-            reason = mark.kwargs.get("reason") or (mark.args[0] if mark.args else "wasm only")
-            item.add_marker(pytest.mark.skip(reason=f"wasm build only: {reason}"))
+    """Each pass runs the tests that apply to its build: the others are
+    deselected (each marker says why), not skipped."""
+    other = "wasm_only" if harness.BUILD == "native" else "native_only"
+    keep = [item for item in items if item.get_closest_marker(other) is None]
+    deselected = [item for item in items if item.get_closest_marker(other) is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
 
 
 def pytest_report_header(config: pytest.Config) -> str:

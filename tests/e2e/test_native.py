@@ -16,8 +16,7 @@ import yaml
 import harness
 from harness import Pki
 
-pytestmark = pytest.mark.skipif(
-    harness.BUILD != "native", reason="the native pass (CERTBOUND_BUILD=native) runs these")
+pytestmark = pytest.mark.native_only(reason="the native pass (CERTBOUND_BUILD=native) runs these")
 
 NATIVE_CONFIG = harness.REPO / "envoy" / "envoy-native.yaml"
 HELLO_CONFIG = harness.REPO / "envoy" / "native-hello.yaml"
