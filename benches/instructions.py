@@ -134,7 +134,7 @@ def main() -> int:
             sys.exit(f"instructions: {tool} not found (apt-get install valgrind)")
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
-        if v not in ("a", "b", "b2", "w", "c", "d"):
+        if v not in ("a", "b", "b2", "w", "c", "d", "n", "n2"):
             sys.exit(f"instructions: unknown variant {v}")
     algs = [a for a in args.algs.split(",") if a]
     workdir = Path(args.workdir)
