@@ -58,7 +58,8 @@ def test_schema_package_is_generated_from_istio_crds():
     assert "istio/istio/1.29" in sources and "crd-all.gen.yaml" in sources, sources
 
 
-@pytest.mark.parametrize("name", [*MANIFESTS, "requestauthentication-before.yaml"])
+@pytest.mark.parametrize(
+    "name", [*MANIFESTS, "requestauthentication-before.yaml", "envoyfilter-native.yaml"])
 def test_manifest_passes_istio_crd_schema(rel, name):
     docs = _docs(rel, name)
     assert docs
@@ -400,3 +401,15 @@ def test_sidecar_with_istio_default_xfcc_sees_the_gateway(rel, sidecar, pki, bac
         assert r.status == 401 and "mismatch" in r.www_authenticate, r
     finally:
         side.stop()
+
+
+def test_native_envoyfilter_carries_a_valid_certbound_config():
+    """The EnvoyFilter's JSON is a configuration certbound accepts, and its
+    filter is the dynamic-module filter the native build is loaded by."""
+    (doc,) = ist.xds.load_docs(ist.ISTIO / "envoyfilter-native.yaml")
+    value = doc["spec"]["configPatches"][0]["patch"]["value"]
+    typed = value["typed_config"]
+    assert typed["@type"].endswith("dynamic_modules.v3.DynamicModuleFilter")
+    assert typed["dynamic_module_config"]["name"] == "certbound"
+    config = json.loads(typed["filter_config"]["value"])
+    assert set(config["providers"]["idp"]) >= {"issuer", "audiences", "remote_jwks"}
