@@ -68,3 +68,15 @@ def test_without_its_jwks_the_configuration_is_refused(pki: Pki, tmp_path: Path)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert "CERTBOUND_JWKS" in out, out
+
+
+def test_the_istio_envoyfilter_configuration_is_accepted(pki: Pki, tmp_path: Path) -> None:
+    """istio/envoyfilter-native.yaml's JSON, loaded by this Envoy's native
+    module at `--mode validate`, is a configuration certbound accepts."""
+    (doc,) = yaml.safe_load_all((harness.REPO / "istio" / "envoyfilter-native.yaml").read_text())
+    value = doc["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]
+    cfg = yaml.safe_load(NATIVE_CONFIG.read_text())
+    _filter(cfg)["typed_config"]["filter_config"] = value["filter_config"]
+    r = _validate(cfg, pki, tmp_path, pki.jwks_text)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "configuration \"certbound\" accepted" in r.stdout + r.stderr
