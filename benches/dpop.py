@@ -118,21 +118,7 @@ def count(name: str, config: str, n: int, m: bench.Material, wasm: Path, workdir
         subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
     finally:
         envoy.stop()
-    totals = []
-    for f in glob.glob(f"{out}*"):
-        lines = Path(f).read_text(errors="replace").splitlines()
-        if "desc: Trigger: dump" not in lines:
-            continue
-        events = next((line.split()[1:] for line in lines if line.startswith("events:")), [])
-        for line in lines:
-            if line.startswith("totals:"):
-                v = dict(zip(events, (int(x) for x in line.split()[1:])))
-                l1 = v.get("I1mr", 0) + v.get("D1mr", 0) + v.get("D1mw", 0)
-                ll = v.get("ILmr", 0) + v.get("DLmr", 0) + v.get("DLmw", 0)
-                totals.append([v.get("Ir", 0), l1, ll])
-    if not totals:
-        sys.exit(f"dpop bench: no callgrind dump for ({name})")
-    return instructions.Counts(x / n for x in max(totals))
+    return instructions.read_dump(out, n, f"({name})")
 
 
 def main() -> int:

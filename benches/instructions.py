@@ -63,6 +63,27 @@ class Counts(tuple):
         return self[0] + 10 * self[1] + 100 * self[2]
 
 
+def read_dump(out: Path, n: int, what: str) -> Counts:
+    """Per request, from callgrind's dumps at `out`: the explicit dump (`-d`,
+    "Trigger: dump") holds exactly the counted requests; the one written at
+    exit holds the rest."""
+    totals: list[list[int]] = []
+    for f in glob.glob(f"{out}*"):
+        lines = Path(f).read_text(errors="replace").splitlines()
+        if "desc: Trigger: dump" not in lines:
+            continue
+        events = next((line.split()[1:] for line in lines if line.startswith("events:")), [])
+        for line in lines:
+            if line.startswith("totals:"):
+                v = dict(zip(events, (int(x) for x in line.split()[1:])))
+                l1 = v.get("I1mr", 0) + v.get("D1mr", 0) + v.get("D1mw", 0)
+                ll = v.get("ILmr", 0) + v.get("DLmr", 0) + v.get("DLmw", 0)
+                totals.append([v.get("Ir", 0), l1, ll])
+    if not totals:
+        sys.exit(f"instructions: no callgrind dump for {what}")
+    return Counts(x / n for x in max(totals))
+
+
 def count(variant: str, alg: str, n: int, m: bench.Material, wasm: dict[str, Path],
           plan: bench.Plan, workdir: Path, oha: Path, cache_sim: bool) -> Counts:
     port, admin = bench.free_port(), bench.free_port()
@@ -95,24 +116,7 @@ def count(variant: str, alg: str, n: int, m: bench.Material, wasm: dict[str, Pat
         subprocess.run([*ctl, "-i", "off", pid], check=True, capture_output=True)
     finally:
         envoy.stop()
-    # The explicit dump (`-d`, "Trigger: dump") holds exactly the counted
-    # requests; the one written at exit holds the rest.
-    totals: list[list[int]] = []
-    for f in glob.glob(f"{out}*"):
-        lines = Path(f).read_text(errors="replace").splitlines()
-        if "desc: Trigger: dump" not in lines:
-            continue
-        events = next((line.split()[1:] for line in lines if line.startswith("events:")), [])
-        for line in lines:
-            if line.startswith("totals:"):
-                v = dict(zip(events, (int(x) for x in line.split()[1:])))
-                l1 = v.get("I1mr", 0) + v.get("D1mr", 0) + v.get("D1mw", 0)
-                ll = v.get("ILmr", 0) + v.get("DLmr", 0) + v.get("DLmw", 0)
-                totals.append([v.get("Ir", 0), l1, ll])
-    if not totals:
-        sys.exit(f"instructions: no callgrind dump for ({variant}) {alg}")
-    best = max(totals)
-    return Counts(x / n for x in best)
+    return read_dump(out, n, f"({variant}) {alg}")
 
 
 def main() -> int:

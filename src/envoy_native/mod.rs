@@ -29,7 +29,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use crate::host::runtime::log_skipped_keys;
+use crate::host::runtime::log_configured;
 use crate::host::{Host, Step, Vm};
 use crate::policy::Policy;
 use host::{CalloutAnswer, Metric, NativeHost, Ticks};
@@ -143,28 +143,7 @@ impl NativeConfig {
         let defining = RefCell::new(Vec::new());
         let mut host = NativeHost::new(raw, config_envoy, &ticks);
         host.defining = Some(&defining);
-        for p in &policy.providers {
-            if let crate::policy::JwksSource::Local { skipped, .. } = &p.jwks {
-                log_skipped_keys(&host, &p.name, skipped);
-            }
-            if p.audiences.is_empty() {
-                host.log(
-                    log::Level::Warn,
-                    &format!(
-                        "certbound: provider {:?} has no audiences: tokens for any audience of its issuer are accepted",
-                        p.name
-                    ),
-                );
-            }
-        }
-        host.log(
-            log::Level::Info,
-            &format!(
-                "certbound: configured {} provider(s), {} rule(s)",
-                policy.providers.len(),
-                policy.rules.len()
-            ),
-        );
+        log_configured(&host, &policy);
         // A runtime made here only to define every metric (and set the
         // gauges of local key sets) while Envoy allows it.
         drop(Vm::new(&host, policy.clone()));

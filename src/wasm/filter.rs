@@ -11,7 +11,7 @@ use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::host::runtime::log_skipped_keys;
+use crate::host::runtime::log_configured;
 pub use crate::host::{Host, Step, Vm};
 
 /// The root context: parses and validates the configuration.
@@ -67,32 +67,7 @@ impl<H: Host + 'static> RootContext for CertboundRoot<H> {
         let env = |name: &str| host.env_var(name);
         match crate::policy::parse(&bytes, &env) {
             Ok(policy) => {
-                for p in &policy.providers {
-                    if let crate::policy::JwksSource::Local { skipped, .. } = &p.jwks {
-                        log_skipped_keys(host, &p.name, skipped);
-                    }
-                    if p.audiences.is_empty() {
-                        // As jwt_authn: no `audiences`, no `aud` check. Said
-                        // at start (once per VM), since a token meant for
-                        // another API of the same issuer is then accepted
-                        // (RFC 7519 §4.1.3).
-                        host.log(
-                            log::Level::Warn,
-                            &format!(
-                                "certbound: provider {:?} has no audiences: tokens for any audience of its issuer are accepted",
-                                p.name
-                            ),
-                        );
-                    }
-                }
-                host.log(
-                    log::Level::Info,
-                    &format!(
-                        "certbound: configured {} provider(s), {} rule(s)",
-                        policy.providers.len(),
-                        policy.rules.len()
-                    ),
-                );
+                log_configured(host, &policy);
                 self.vm = Some(Rc::new(RefCell::new(Vm::new(host, policy))));
                 true
             }

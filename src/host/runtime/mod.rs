@@ -609,6 +609,35 @@ fn request_path(headers: &RequestHeaders) -> &str {
         .map_or("/", |(_, v)| v)
 }
 
+/// What a host logs once a configuration is accepted: the keys of local
+/// key sets that cannot be used, the providers that check no audience (as
+/// jwt_authn: no `audiences`, no `aud` check, so a token meant for another
+/// API of the same issuer is accepted, RFC 7519 §4.1.3), and a summary.
+pub fn log_configured(host: &dyn Host, policy: &Policy) {
+    for p in &policy.providers {
+        if let JwksSource::Local { skipped, .. } = &p.jwks {
+            log_skipped_keys(host, &p.name, skipped);
+        }
+        if p.audiences.is_empty() {
+            host.log(
+                log::Level::Warn,
+                &format!(
+                    "certbound: provider {:?} has no audiences: tokens for any audience of its issuer are accepted",
+                    p.name
+                ),
+            );
+        }
+    }
+    host.log(
+        log::Level::Info,
+        &format!(
+            "certbound: configured {} provider(s), {} rule(s)",
+            policy.providers.len(),
+            policy.rules.len()
+        ),
+    );
+}
+
 /// Logs the keys a JWKS had that cannot be used, and why.
 pub fn log_skipped_keys(host: &dyn Host, provider: &str, skipped: &[SkippedKey]) {
     for s in skipped {
