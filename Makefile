@@ -103,6 +103,8 @@ clean:
 #   make bench-micro    only criterion (benches/core.rs) + accounting (benches/profile.rs)
 #   make bench-profile  callgrind profile of the native request path (valgrind)
 #   make bench-dpop     a DPoP request's cost next to (c) and (d), under callgrind
+#                       (make bench runs it too, when valgrind is installed)
+#   make bench-forged   what 1,000 forged ES256/ES384 signatures under a fresh key cost
 #   make bench-instructions  Envoy's instructions and estimated cycles per request under callgrind
 #                       (valgrind); INSTR_ARGS='--variants w,c --algs ES256'
 BENCH_ARGS   ?=
@@ -111,7 +113,7 @@ OHA_VERSION  := 1.16.0
 OHA_STAMP    := $(CURDIR)/target/tools/.oha-$(OHA_VERSION)
 BENCH_OUT    := $(CURDIR)/target/bench
 
-.PHONY: bench bench-tools bench-fixture bench-micro bench-envoy bench-profile bench-instructions bench-dpop
+.PHONY: bench bench-tools bench-fixture bench-micro bench-envoy bench-profile bench-instructions bench-dpop bench-forged
 
 # oha (HTTP load generator with client certificates), project-local, once.
 $(OHA_STAMP):
@@ -137,6 +139,8 @@ bench-envoy: build native bench-fixture bench-tools venv
 
 bench: bench-micro
 	$(MAKE) --no-print-directory bench-envoy BENCH_GOAL=bench
+	@if command -v valgrind >/dev/null; then $(MAKE) --no-print-directory bench-dpop; \
+	else echo "bench: no valgrind, so no DPoP row (make bench-dpop)"; fi
 
 # Instructions per request in Envoy, under callgrind: deterministic, unlike
 # req/s on a shared machine (~30 min for w,c with the cache simulation; needs valgrind).
@@ -149,6 +153,10 @@ bench-instructions: build native bench-fixture bench-tools venv
 bench-dpop: build venv
 	@command -v valgrind >/dev/null || { echo "bench-dpop: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 	$(VENV)/bin/python $(CURDIR)/benches/dpop.py
+
+bench-forged: build venv
+	@command -v valgrind >/dev/null || { echo "bench-forged: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+	$(VENV)/bin/python $(CURDIR)/benches/forged.py
 
 bench-profile:
 	@command -v valgrind >/dev/null || { echo "bench-profile: needs valgrind (apt-get install valgrind)" >&2; exit 1; }

@@ -75,7 +75,7 @@ def certbound_config(m: bench.Material, dpop: bool, cache: int) -> str:
     return json.dumps({"providers": {"idp": provider}, "jwt_cache_size": cache})
 
 
-def send(port: int, m: bench.Material, requests: list[dict[str, str]]) -> None:
+def send(port: int, m: bench.Material, requests: list[dict[str, str]], status: int = 200) -> None:
     ctx = ssl.create_default_context(cafile=str(m.ca))
     ctx.load_cert_chain(str(m.client_cert), str(m.client_key))
     ctx.check_hostname = False
@@ -84,14 +84,14 @@ def send(port: int, m: bench.Material, requests: list[dict[str, str]]) -> None:
         conn.request("GET", "/", headers=headers)
         r = conn.getresponse()
         body = r.read()
-        if r.status != 200:
+        if r.status != status:
             sys.exit(f"dpop bench: answered {r.status}: {body[:200]!r} "
                      f"{r.getheader('www-authenticate')}")
     conn.close()
 
 
 def count(name: str, config: str, n: int, m: bench.Material, wasm: Path, workdir: Path,
-          make_requests) -> instructions.Counts:
+          make_requests, status: int = 200, warm=None) -> instructions.Counts:
     port, admin = bench.free_port(), bench.free_port()
     cfg = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
@@ -109,11 +109,12 @@ def count(name: str, config: str, n: int, m: bench.Material, wasm: Path, workdir
     envoy.start(timeout=600)
     assert envoy.proc is not None
     try:
-        send(port, m, make_requests(port, max(n // 2, 100)))  # warm, not counted
+        warm_requests = (warm or make_requests)(port, max(n // 2, 100))
+        send(port, m, warm_requests, status)  # warm, not counted
         batch = make_requests(port, n)
         pid = str(envoy.proc.pid)
         subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
-        send(port, m, batch)
+        send(port, m, batch, status)
         subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
         subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
     finally:
