@@ -40,7 +40,7 @@ NONCE_ENV = "CERTBOUND_DPOP_NONCE_KEY"
 NONCE_SECRET = "the current DPoP nonce secret, 32+ bytes"
 PREVIOUS_SECRET = "the previous DPoP nonce secret, 32+ bytes"
 
-STATS = "wasmcustom.certbound."
+STATS = harness.STAT_NAMESPACE + "certbound."
 
 
 # ---------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class Counters:
         self.before = self.read()
 
     def read(self) -> dict[str, int]:
-        return {k[len(STATS):]: v for k, v in self.envoy.stats("^wasmcustom\\.certbound\\.").items()}
+        return {k[len(STATS):]: v for k, v in self.envoy.stats("^" + STATS.replace(".", "\\.")).items()}
 
     def delta(self) -> dict[str, int]:
         after = self.read()
