@@ -30,13 +30,17 @@
 //! | `envoy_dynamic_module_on_http_filter_http_callout_done` | a one-shot callout answered or failed |
 //! | `envoy_dynamic_module_on_http_filter_http_stream_{headers,data,trailers,complete,reset}` | streamed callouts (required by Envoy; unused) |
 //! | `envoy_dynamic_module_on_http_filter_scheduled` | an event committed through a scheduler, on the stream's worker |
+//! | `envoy_dynamic_module_on_http_filter_config_scheduled` | optional: an event committed through a configuration's scheduler, on the main thread |
+//! | `envoy_dynamic_module_on_http_filter_config_http_callout_done` | optional: a configuration's callout answered or failed, on the main thread |
 //! | `envoy_dynamic_module_on_http_filter_downstream_{above_write_buffer_high,below_write_buffer_low}_watermark` | flow control (required by Envoy; unused) |
 //! | `envoy_dynamic_module_on_http_filter_local_reply` | optional: a local reply is being sent |
 //!
-//! Envoy 1.40 refuses a filter configuration when any hook above but
-//! `local_reply` is missing. The HTTP filter has no timer hook in 1.40: the
-//! only way back onto a stream's worker thread is a scheduler
-//! (`..._scheduler_new`/`_commit`/`_delete`, then `on_http_filter_scheduled`).
+//! Envoy 1.40 refuses a filter configuration when any hook above but the
+//! optional ones is missing. The HTTP filter has no timer hook in 1.40: the
+//! way back onto a stream's worker thread is a scheduler
+//! (`..._scheduler_new`/`_commit`/`_delete`, then `on_http_filter_scheduled`),
+//! and onto the main thread a configuration's scheduler
+//! (`..._config_scheduler_*`, then `on_http_filter_config_scheduled`).
 //!
 //! Callbacks (Envoy exports them; [`Callbacks::resolve`] looks each one up by
 //! name once, at program init):
@@ -67,6 +71,10 @@
 //! | `envoy_dynamic_module_callback_http_filter_scheduler_new` | a handle that may be used from any thread |
 //! | `envoy_dynamic_module_callback_http_filter_scheduler_commit` | queue `on_http_filter_scheduled` on the stream's worker |
 //! | `envoy_dynamic_module_callback_http_filter_scheduler_delete` | free the handle |
+//! | `envoy_dynamic_module_callback_http_filter_config_scheduler_new` | a configuration's handle, usable from any thread |
+//! | `envoy_dynamic_module_callback_http_filter_config_scheduler_commit` | queue `on_http_filter_config_scheduled` on the main thread |
+//! | `envoy_dynamic_module_callback_http_filter_config_scheduler_delete` | free the handle |
+//! | `envoy_dynamic_module_callback_http_filter_config_http_callout` | one-shot HTTP callout of a configuration (main thread) |
 //!
 //! There is no attribute for the whole peer certificate: Envoy's attribute
 //! list has its SHA-256 digest (hex), subject and SANs.
@@ -101,6 +109,9 @@ pub type HttpFilterModulePtr = *const c_void;
 /// `envoy_dynamic_module_type_http_filter_scheduler_module_ptr`: allocated
 /// by Envoy, owned by the module, usable from any thread.
 pub type HttpFilterSchedulerPtr = *mut c_void;
+/// `envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr`:
+/// the same for a configuration (events run on the main thread).
+pub type HttpFilterConfigSchedulerPtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_envoy_buffer`: bytes Envoy owns.
 #[repr(C)]
@@ -270,6 +281,18 @@ pub type OnHttpFilterHttpStreamComplete =
 pub type OnHttpFilterHttpStreamReset =
     unsafe extern "C" fn(HttpFilterEnvoyPtr, HttpFilterModulePtr, u64, HttpStreamResetReason);
 pub type OnHttpFilterScheduled = unsafe extern "C" fn(HttpFilterEnvoyPtr, HttpFilterModulePtr, u64);
+pub type OnHttpFilterConfigScheduled =
+    unsafe extern "C" fn(HttpFilterConfigEnvoyPtr, HttpFilterConfigModulePtr, u64);
+pub type OnHttpFilterConfigHttpCalloutDone = unsafe extern "C" fn(
+    HttpFilterConfigEnvoyPtr,
+    HttpFilterConfigModulePtr,
+    u64,
+    CalloutResult,
+    *mut EnvoyHttpHeader,
+    usize,
+    *mut EnvoyBuffer,
+    usize,
+);
 pub type OnHttpFilterWatermark = unsafe extern "C" fn(HttpFilterEnvoyPtr, HttpFilterModulePtr);
 pub type OnHttpFilterLocalReply = unsafe extern "C" fn(
     HttpFilterEnvoyPtr,
@@ -339,6 +362,19 @@ pub type ConfigIncrementCounterFn = unsafe extern "C" fn(
 pub type SchedulerNewFn = unsafe extern "C" fn(HttpFilterEnvoyPtr) -> HttpFilterSchedulerPtr;
 pub type SchedulerCommitFn = unsafe extern "C" fn(HttpFilterSchedulerPtr, u64);
 pub type SchedulerDeleteFn = unsafe extern "C" fn(HttpFilterSchedulerPtr);
+pub type ConfigSchedulerNewFn =
+    unsafe extern "C" fn(HttpFilterConfigEnvoyPtr) -> HttpFilterConfigSchedulerPtr;
+pub type ConfigSchedulerCommitFn = unsafe extern "C" fn(HttpFilterConfigSchedulerPtr, u64);
+pub type ConfigSchedulerDeleteFn = unsafe extern "C" fn(HttpFilterConfigSchedulerPtr);
+pub type ConfigHttpCalloutFn = unsafe extern "C" fn(
+    HttpFilterConfigEnvoyPtr,
+    *mut u64,
+    ModuleBuffer,
+    *mut ModuleHttpHeader,
+    usize,
+    ModuleBuffer,
+    u64,
+) -> CalloutInitResult;
 
 /// Declares [`Callbacks`] (one function pointer per callback) and its
 /// resolution by symbol name, from one list.
@@ -417,6 +453,14 @@ callbacks! {
         c"envoy_dynamic_module_callback_http_filter_scheduler_commit",
     scheduler_delete: SchedulerDeleteFn =
         c"envoy_dynamic_module_callback_http_filter_scheduler_delete",
+    config_scheduler_new: ConfigSchedulerNewFn =
+        c"envoy_dynamic_module_callback_http_filter_config_scheduler_new",
+    config_scheduler_commit: ConfigSchedulerCommitFn =
+        c"envoy_dynamic_module_callback_http_filter_config_scheduler_commit",
+    config_scheduler_delete: ConfigSchedulerDeleteFn =
+        c"envoy_dynamic_module_callback_http_filter_config_scheduler_delete",
+    config_http_callout: ConfigHttpCalloutFn =
+        c"envoy_dynamic_module_callback_http_filter_config_http_callout",
 }
 
 impl ModuleBuffer {

@@ -14,8 +14,8 @@ use std::ffi::CStr;
 
 use super::abi::{
     self, AttributeId, Callbacks, EnvoyBuffer, EnvoyHttpHeader, HeaderType,
-    HttpFilterConfigEnvoyPtr, HttpFilterEnvoyPtr, HttpFilterSchedulerPtr, LogLevel, ModuleBuffer,
-    ModuleHttpHeader,
+    HttpFilterConfigEnvoyPtr, HttpFilterConfigSchedulerPtr, HttpFilterEnvoyPtr,
+    HttpFilterSchedulerPtr, LogLevel, ModuleBuffer, ModuleHttpHeader,
 };
 
 pub type Headers = Vec<(Vec<u8>, Vec<u8>)>;
@@ -98,6 +98,14 @@ pub struct FakeConfig {
     pub counters: RefCell<HashMap<usize, u64>>,
     pub gauges_defined: RefCell<Vec<Vec<u8>>>,
     pub gauges: RefCell<HashMap<usize, u64>>,
+    /// Callouts the configuration started (on the main thread).
+    pub callouts: RefCell<Vec<Callout>>,
+    /// Schedulers created and not yet deleted.
+    pub live_schedulers: Cell<u32>,
+    /// Event ids committed, in order.
+    pub committed: RefCell<Vec<u64>>,
+    /// `config_scheduler_new` returns null (an Envoy without it).
+    pub no_scheduler: Cell<bool>,
 }
 
 impl FakeConfig {
@@ -110,6 +118,11 @@ impl FakeConfig {
 /// A scheduler handle: the stream it was made for.
 struct FakeScheduler {
     stream: *const FakeStream,
+}
+
+/// A configuration's scheduler handle: the configuration it was made for.
+struct FakeConfigScheduler {
+    config: *const FakeConfig,
 }
 
 thread_local! {
@@ -535,6 +548,61 @@ unsafe extern "C" fn scheduler_delete(p: HttpFilterSchedulerPtr) {
     s.live_schedulers.set(s.live_schedulers.get() - 1);
 }
 
+unsafe extern "C" fn config_scheduler_new(
+    c: HttpFilterConfigEnvoyPtr,
+) -> HttpFilterConfigSchedulerPtr {
+    // SAFETY: a FakeConfig.
+    let config = unsafe { self::config(c) };
+    if config.no_scheduler.get() {
+        return core::ptr::null_mut();
+    }
+    config.live_schedulers.set(config.live_schedulers.get() + 1);
+    Box::into_raw(Box::new(FakeConfigScheduler {
+        config: c.cast::<FakeConfig>(),
+    }))
+    .cast()
+}
+
+unsafe extern "C" fn config_scheduler_commit(p: HttpFilterConfigSchedulerPtr, event_id: u64) {
+    // SAFETY: from config_scheduler_new, not deleted; its configuration
+    // outlives it.
+    let c = unsafe { &*(*p.cast::<FakeConfigScheduler>()).config };
+    c.committed.borrow_mut().push(event_id);
+}
+
+unsafe extern "C" fn config_scheduler_delete(p: HttpFilterConfigSchedulerPtr) {
+    // SAFETY: from config_scheduler_new, deleted once.
+    let sched = unsafe { Box::from_raw(p.cast::<FakeConfigScheduler>()) };
+    // SAFETY: its configuration outlives it.
+    let c = unsafe { &*sched.config };
+    c.live_schedulers.set(c.live_schedulers.get() - 1);
+}
+
+unsafe extern "C" fn config_http_callout(
+    c: HttpFilterConfigEnvoyPtr,
+    id_out: *mut u64,
+    cluster: ModuleBuffer,
+    hs: *mut ModuleHttpHeader,
+    n: usize,
+    body: ModuleBuffer,
+    timeout_ms: u64,
+) -> abi::CalloutInitResult {
+    // SAFETY: a FakeConfig, the module's buffers and out-pointer.
+    unsafe {
+        let mut callouts = config(c).callouts.borrow_mut();
+        let id = callouts.len() as u64 + 1;
+        callouts.push(Callout {
+            id,
+            cluster: bytes(cluster),
+            headers: headers(hs, n),
+            body: bytes(body),
+            timeout_ms,
+        });
+        *id_out = id;
+    }
+    abi::CALLOUT_INIT_SUCCESS
+}
+
 /// The fake Envoy's callbacks.
 pub fn callbacks() -> Callbacks {
     Callbacks {
@@ -562,13 +630,17 @@ pub fn callbacks() -> Callbacks {
         scheduler_new,
         scheduler_commit,
         scheduler_delete,
+        config_scheduler_new,
+        config_scheduler_commit,
+        config_scheduler_delete,
+        config_http_callout,
     }
 }
 
 /// A `dlsym` over the fake: each callback's address by its ABI name.
 pub fn lookup(name: &CStr) -> *mut c_void {
     let cb = callbacks();
-    let by_name: [(&CStr, *mut c_void); 24] = [
+    let by_name: [(&CStr, *mut c_void); 28] = [
         (c"envoy_dynamic_module_callback_log", cb.log as *mut c_void),
         (
             c"envoy_dynamic_module_callback_log_enabled",
@@ -661,6 +733,22 @@ pub fn lookup(name: &CStr) -> *mut c_void {
         (
             c"envoy_dynamic_module_callback_http_filter_scheduler_delete",
             cb.scheduler_delete as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_config_scheduler_new",
+            cb.config_scheduler_new as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_config_scheduler_commit",
+            cb.config_scheduler_commit as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_config_scheduler_delete",
+            cb.config_scheduler_delete as *mut c_void,
+        ),
+        (
+            c"envoy_dynamic_module_callback_http_filter_config_http_callout",
+            cb.config_http_callout as *mut c_void,
         ),
     ];
     by_name

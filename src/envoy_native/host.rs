@@ -113,8 +113,9 @@ pub fn now_ms() -> u64 {
 // ----------------------------------------------------------------- ticks
 
 /// The tick period the runtime asked for, and when the next tick is due.
-/// Envoy 1.40's HTTP filter has no timer: ticks run when a hook of a
-/// stream sees one due (see `mod.rs`).
+/// Envoy 1.40's HTTP filter has no timer: ticks run when a hook sees one
+/// due, a stream's on a worker or a scheduled event on the main thread
+/// (see `mod.rs` and `keeper.rs`).
 #[derive(Debug, Default)]
 pub struct Ticks {
     period_ms: Cell<u64>,
@@ -157,6 +158,11 @@ impl Ticks {
     pub fn active(&self) -> bool {
         self.next_ms.get().is_some()
     }
+
+    /// When the next tick is due (ms since the epoch), if ticks are wanted.
+    pub fn next_due(&self) -> Option<u64> {
+        self.next_ms.get()
+    }
 }
 
 // ------------------------------------------------------------------- host
@@ -177,6 +183,9 @@ pub struct NativeHost<'a> {
     pub envoy: HttpFilterEnvoyPtr,
     /// The current stream's id (0 outside a stream).
     pub context_id: u32,
+    /// A hook of the configuration on the main thread: callouts are the
+    /// configuration's (there is no stream).
+    pub main_thread: bool,
     /// Metrics defined so far (read-only on streams).
     pub metrics: &'a [Metric],
     /// At configuration time: where new metrics are defined.
@@ -192,7 +201,7 @@ pub struct NativeHost<'a> {
     pub headers_changed: Cell<bool>,
     /// Other streams the runtime took up: they are woken on their workers.
     pub deferred: RefCell<Vec<u32>>,
-    /// Callouts started on the current stream: (Envoy's id, our token).
+    /// Callouts started in this hook: (Envoy's id, our token).
     pub callouts: RefCell<Vec<(u64, u32)>>,
 }
 
@@ -203,6 +212,7 @@ impl<'a> NativeHost<'a> {
             config_envoy,
             envoy: core::ptr::null_mut(),
             context_id: 0,
+            main_thread: false,
             metrics: &[],
             defining: None,
             ticks,
@@ -426,23 +436,34 @@ impl Host for NativeHost<'_> {
         timeout: Duration,
     ) -> Option<u32> {
         let cb = callbacks()?;
-        if self.envoy.is_null() {
-            return None;
-        }
         let mut hs = module_headers(headers);
         let mut id = 0u64;
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        // SAFETY: the current hook's stream; every buffer outlives the call.
+        let (cluster, body) = (
+            ModuleBuffer::of(cluster.as_bytes()),
+            body.map_or(ModuleBuffer::NULL, ModuleBuffer::of),
+        );
+        let (hs_ptr, hs_len) = (hs.as_mut_ptr(), hs.len());
+        // SAFETY: the current hook's stream, or (on the main thread) Envoy's
+        // configuration object; every buffer outlives the call.
         let result = unsafe {
-            (cb.http_callout)(
-                self.envoy,
-                &mut id,
-                ModuleBuffer::of(cluster.as_bytes()),
-                hs.as_mut_ptr(),
-                hs.len(),
-                body.map_or(ModuleBuffer::NULL, ModuleBuffer::of),
-                timeout_ms,
-            )
+            if !self.envoy.is_null() {
+                (cb.http_callout)(
+                    self.envoy, &mut id, cluster, hs_ptr, hs_len, body, timeout_ms,
+                )
+            } else if self.main_thread && !self.config_envoy.is_null() {
+                (cb.config_http_callout)(
+                    self.config_envoy,
+                    &mut id,
+                    cluster,
+                    hs_ptr,
+                    hs_len,
+                    body,
+                    timeout_ms,
+                )
+            } else {
+                return None;
+            }
         };
         if result != abi::CALLOUT_INIT_SUCCESS {
             return None;

@@ -16,6 +16,7 @@ pub mod abi;
 #[cfg(test)]
 mod fake_envoy;
 mod host;
+mod keeper;
 mod schedulers;
 #[cfg(test)]
 mod tests;
@@ -27,12 +28,13 @@ use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::host::runtime::log_configured;
 use crate::host::{Host, Step, Vm};
 use crate::policy::Policy;
 use host::{CalloutAnswer, Metric, NativeHost, Ticks};
+use keeper::Keeper;
 
 use abi::{
     Callbacks, EnvoyBuffer, EnvoyHttpHeader, HttpFilterConfigEnvoyPtr, HttpFilterConfigModulePtr,
@@ -116,6 +118,10 @@ pub struct NativeConfig {
     metrics: Vec<Metric>,
     /// Envoy's configuration object (an address: it is only passed back).
     config_envoy: usize,
+    /// The runtime that keeps `remote_jwks` key sets on the main thread.
+    keeper: Option<Mutex<Keeper>>,
+    /// The keeper's scheduler (Envoy's handle; 0 without a keeper).
+    scheduler: usize,
 }
 
 impl core::fmt::Debug for NativeConfig {
@@ -144,21 +150,43 @@ impl NativeConfig {
         let mut host = NativeHost::new(raw, config_envoy, &ticks);
         host.defining = Some(&defining);
         log_configured(&host, &policy);
-        // A runtime made here only to define every metric (and set the
-        // gauges of local key sets) while Envoy allows it.
-        drop(Vm::new(&host, policy.clone()));
+        // The runtime made here defines every metric (and sets the gauges
+        // of local key sets) while Envoy allows it. With `remote_jwks` it
+        // stays, as the keeper of the key sets on the main thread.
+        let vm = Vm::new(&host, policy.clone());
         drop(host);
+        let scheduler = match callbacks() {
+            // SAFETY: Envoy's configuration object, during config_new.
+            Some(cb) if ticks.active() && !config_envoy.is_null() => unsafe {
+                (cb.config_scheduler_new)(config_envoy) as usize
+            },
+            _ => 0,
+        };
+        let keeper = (scheduler != 0).then(|| Keeper::new(vm, ticks));
+        if let Some(k) = &keeper {
+            schedulers::register_config(scheduler, k.next_due());
+        }
         Ok(NativeConfig {
             name: String::from_utf8_lossy(name).into_owned(),
             raw: raw.to_vec(),
             policy,
             metrics: defining.into_inner(),
             config_envoy: config_envoy as usize,
+            keeper: keeper.map(Mutex::new),
+            scheduler,
         })
     }
 
     fn config_envoy(&self) -> HttpFilterConfigEnvoyPtr {
         self.config_envoy as HttpFilterConfigEnvoyPtr
+    }
+}
+
+impl Drop for NativeConfig {
+    fn drop(&mut self) {
+        if self.scheduler != 0 {
+            schedulers::unregister_config(self.scheduler);
+        }
     }
 }
 
@@ -265,8 +293,11 @@ fn worker_for(config: &Arc<NativeConfig>) -> Option<WorkerRef> {
         let ticks = Ticks::default();
         let mut host = NativeHost::new(&config.raw, config.config_envoy(), &ticks);
         host.metrics = &config.metrics;
-        let vm = Vm::new(&host, config.policy.clone());
+        let mut vm = Vm::new(&host, config.policy.clone());
         drop(host);
+        if config.keeper.is_some() {
+            vm.leave_scheduled_fetches();
+        }
         let worker = Rc::new(RefCell::new(Worker { vm, ticks }));
         w.push((Arc::downgrade(config), Rc::clone(&worker)));
         Some(worker)
@@ -377,9 +408,10 @@ fn with_vm<R>(
 }
 
 /// A tick, if the runtime wants one now. Envoy 1.40's HTTP filter has no
-/// timer: ticks are taken by stream hooks (each request, callout answer
-/// and scheduled event), and while requests wait, a thread commits an
-/// event to them every [`POLL_MS`](crate::host::runtime::POLL_MS).
+/// timer: a worker's ticks are taken by its stream hooks (each request,
+/// callout answer and scheduled event; while requests wait, a thread
+/// commits an event to them every [`POLL_MS`](crate::host::runtime::POLL_MS)),
+/// the keeper's by the events that thread commits when one is due.
 fn tick_if_due(vm: &mut Vm, host: &NativeHost) {
     if host.ticks.active() && host.ticks.due(host::now_ms()) {
         vm.on_tick(host);

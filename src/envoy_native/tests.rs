@@ -104,11 +104,11 @@ fn every_callback_resolves_by_its_abi_name() {
     // SAFETY: the fake lookup returns each fake callback by its name.
     let cb = unsafe { Callbacks::resolve(fake_envoy::lookup) };
     assert!(cb.is_ok());
-    assert_eq!(Callbacks::NAMES.len(), 24);
+    assert_eq!(Callbacks::NAMES.len(), 28);
     let mut names = Callbacks::NAMES.to_vec();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), 24, "a callback name is listed twice");
+    assert_eq!(names.len(), 28, "a callback name is listed twice");
     for name in Callbacks::NAMES {
         assert!(
             name.to_bytes()
@@ -676,6 +676,187 @@ fn remote_cfg(uri: &str) -> String {
     .to_string()
 }
 
+/// A configuration made through the hook by an Envoy that gives it no
+/// scheduler: there is no keeper, and streams fetch keys themselves.
+fn config_without_keeper(cfg: &FakeConfig, json: &str) -> HttpFilterConfigModulePtr {
+    cfg.no_scheduler.set(true);
+    config(cfg, json)
+}
+
+/// A configuration-level counter's value, by name.
+fn config_counter(cfg: &FakeConfig, name: &str) -> u64 {
+    let defined = cfg.counters_defined.borrow();
+    defined
+        .iter()
+        .position(|n| n == name.as_bytes())
+        .and_then(|id| cfg.counters.borrow().get(&id).copied())
+        .unwrap_or(0)
+}
+
+/// This thread's clock, `secs` after the vectors' `now`.
+fn after_vectors_now(secs: u64) {
+    let now = vectors()["now"].as_u64().unwrap_or(0);
+    host::TEST_NOW.with(|t| {
+        t.set(Some(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(now + secs),
+        ));
+    });
+}
+
+/// The `:status` header and one body chunk, as Envoy hands an answer over.
+fn answer_parts(body: &[u8]) -> ([EnvoyHttpHeader; 1], [EnvoyBuffer; 1]) {
+    (
+        [EnvoyHttpHeader {
+            key_ptr: b":status".as_ptr().cast(),
+            key_length: 7,
+            value_ptr: b"200".as_ptr().cast(),
+            value_length: 3,
+        }],
+        [buf(body)],
+    )
+}
+
+/// Answers the configuration's callout `id` with a 200 and `body`.
+fn answer_config(cfg: &FakeConfig, c: HttpFilterConfigModulePtr, id: u64, body: &[u8]) {
+    let (mut headers, mut chunks) = answer_parts(body);
+    keeper::envoy_dynamic_module_on_http_filter_config_http_callout_done(
+        cfg.ptr(),
+        c,
+        id,
+        abi::CALLOUT_SUCCESS,
+        headers.as_mut_ptr(),
+        1,
+        chunks.as_mut_ptr(),
+        1,
+    );
+}
+
+/// The tick thread's round at this thread's clock, then the events it
+/// committed to `cfg`, delivered on the "main thread" (this one).
+fn run_config_events(cfg: &FakeConfig, c: HttpFilterConfigModulePtr) -> usize {
+    let handle = config_ref(c).map_or(0, |c| c.scheduler);
+    schedulers::tick_config(handle, host::now_ms());
+    let events = core::mem::take(&mut *cfg.committed.borrow_mut());
+    for &e in &events {
+        keeper::envoy_dynamic_module_on_http_filter_config_scheduled(cfg.ptr(), c, e);
+    }
+    events.len()
+}
+
+#[test]
+fn the_keeper_fetches_keys_on_the_main_thread_and_streams_take_them_up() {
+    at_vectors_now();
+    let cfg = FakeConfig::default();
+    let c = config(&cfg, &remote_cfg("https://idp.example.com/native-keeper"));
+    assert!(!c.is_null());
+    assert_eq!(cfg.live_schedulers.get(), 1);
+    // A request before any keys: it waits, and starts no fetch itself.
+    let t = token("good_ES256");
+    let s1 = bound_stream(&t, CLIENT_A_SHA256);
+    let f1 = envoy_dynamic_module_on_http_filter_new(c, s1.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(s1.ptr(), f1, true),
+        abi::HEADERS_STOP_ITERATION
+    );
+    assert!(s1.callouts.borrow().is_empty());
+    // The keeper's first tick is due at once: one fetch, the
+    // configuration's, on the main thread.
+    assert_eq!(run_config_events(&cfg, c), 1);
+    let callouts = cfg.callouts.borrow().clone();
+    assert_eq!(callouts.len(), 1);
+    assert_eq!(callouts[0].cluster, b"idp_jwks");
+    assert!(
+        callouts[0]
+            .headers
+            .iter()
+            .any(|(k, v)| k == b":path" && v == b"/native-keeper")
+    );
+    // Another event while it is in flight starts no second fetch.
+    keeper::envoy_dynamic_module_on_http_filter_config_scheduled(cfg.ptr(), c, 2);
+    assert_eq!(cfg.callouts.borrow().len(), 1);
+    answer_config(&cfg, c, 1, vectors()["jwks"].to_string().as_bytes());
+    assert_eq!(
+        config_counter(&cfg, "certbound.provider.idp.jwks_fetch_success"),
+        1
+    );
+    // The waiting stream takes the keys up on its next tick and goes on.
+    after_vectors_now(1);
+    envoy_dynamic_module_on_http_filter_scheduled(s1.ptr(), f1, schedulers::EVENT_TICK);
+    assert_eq!(s1.continued_decoding.get(), 1);
+    assert!(s1.replies.borrow().is_empty());
+    // A new stream decides at once.
+    let s2 = bound_stream(&t, CLIENT_A_SHA256);
+    let f2 = envoy_dynamic_module_on_http_filter_new(c, s2.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(s2.ptr(), f2, true),
+        abi::HEADERS_CONTINUE
+    );
+    // No traffic: no fetch until 90% of cache_duration (600 s); the
+    // keeper looks at least every minute.
+    after_vectors_now(500);
+    assert_eq!(run_config_events(&cfg, c), 1);
+    assert_eq!(cfg.callouts.borrow().len(), 1);
+    // Then it refreshes, with no request to carry the fetch.
+    after_vectors_now(541);
+    assert_eq!(run_config_events(&cfg, c), 1);
+    assert_eq!(cfg.callouts.borrow().len(), 2);
+    assert!(s2.callouts.borrow().is_empty());
+    for (s, f) in [(&s1, f1), (&s2, f2)] {
+        envoy_dynamic_module_on_http_filter_stream_complete(s.ptr(), f);
+        envoy_dynamic_module_on_http_filter_destroy(f);
+    }
+    // The configuration's scheduler goes with it; a late answer to its
+    // callout (Envoy cancels them) would find no configuration.
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+    assert_eq!(cfg.live_schedulers.get(), 0);
+}
+
+#[test]
+fn a_keeper_fetch_that_fails_is_retried_on_the_main_thread() {
+    at_vectors_now();
+    let cfg = FakeConfig::default();
+    let c = config(
+        &cfg,
+        &remote_cfg("https://idp.example.com/native-keeper-retry"),
+    );
+    assert_eq!(run_config_events(&cfg, c), 1);
+    keeper::envoy_dynamic_module_on_http_filter_config_http_callout_done(
+        cfg.ptr(),
+        c,
+        1,
+        abi::CALLOUT_RESET,
+        core::ptr::null_mut(),
+        0,
+        core::ptr::null_mut(),
+        0,
+    );
+    assert_eq!(
+        config_counter(&cfg, "certbound.provider.idp.jwks_fetch_failed"),
+        1
+    );
+    // An answer to a callout it does not have is ignored.
+    answer_config(&cfg, c, 42, b"{}");
+    assert_eq!(
+        config_counter(&cfg, "certbound.provider.idp.jwks_fetch_success"),
+        0
+    );
+    // After the backoff the keeper tries again, by itself.
+    after_vectors_now(1);
+    assert_eq!(run_config_events(&cfg, c), 1);
+    assert_eq!(cfg.callouts.borrow().len(), 2);
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+    assert_eq!(cfg.live_schedulers.get(), 0);
+}
+
+#[test]
+fn a_configuration_with_local_keys_has_no_keeper() {
+    let cfg = FakeConfig::default();
+    let c = config(&cfg, &guarded_cfg());
+    assert!(!c.is_null());
+    assert_eq!(cfg.live_schedulers.get(), 0);
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+}
+
 /// Answers the stream's callout `id` with a 200 and `body`.
 fn answer(s: &FakeStream, f: HttpFilterModulePtr, id: u64, body: &[u8]) {
     let mut headers = [EnvoyHttpHeader {
@@ -698,10 +879,10 @@ fn answer(s: &FakeStream, f: HttpFilterModulePtr, id: u64, body: &[u8]) {
 }
 
 #[test]
-fn remote_keys_pause_the_stream_until_its_callout_answers() {
+fn without_a_keeper_streams_carry_the_fetch_and_wait_for_it() {
     at_vectors_now();
     let cfg = FakeConfig::default();
-    let c = config(&cfg, &remote_cfg("https://idp.example.com/native-pause"));
+    let c = config_without_keeper(&cfg, &remote_cfg("https://idp.example.com/native-pause"));
     assert!(!c.is_null());
     let t = token("good_ES256");
     // The first stream carries the fetch and waits.
@@ -764,7 +945,7 @@ fn remote_keys_pause_the_stream_until_its_callout_answers() {
 fn a_stream_aborted_while_it_carries_the_fetch_leaves_no_one_hanging() {
     at_vectors_now();
     let cfg = FakeConfig::default();
-    let c = config(&cfg, &remote_cfg("https://idp.example.com/native-abort"));
+    let c = config_without_keeper(&cfg, &remote_cfg("https://idp.example.com/native-abort"));
     let t = token("good_ES256");
     let s1 = bound_stream(&t, CLIENT_A_SHA256);
     let f1 = envoy_dynamic_module_on_http_filter_new(c, s1.ptr());

@@ -74,9 +74,6 @@ _WASM_VM = pytest.mark.wasm_only(reason="wasm VM traps, fail_open and reload")
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.wasm_only(reason=(
-    "a refresh every 1.5 s fault phase: the native build refreshes keys from "
-    "request hooks without a timer, and does not keep this schedule"))
 def test_jwks_faults_under_load(pki: harness.Pki, envoy_workdir: Path) -> None:
     # ok, then each fault followed by ok, plus a little slack for the last phase
     seconds = OK + (PHASE + OK) * len(FAULTS) + 0.8

@@ -29,11 +29,6 @@ from harness import demo
 from jwks_server import JwksServer, RemoteEnvoy, free_port_is_refused, remote_jwks_config
 
 STAT = harness.STAT_NAMESPACE + "certbound."
-# Natively, key fetches, retries and refreshes run in stream hooks (Envoy
-# 1.40's HTTP filter has no timer): these tests wait for them without
-# traffic (docs/deployment-native.md).
-_NEEDS_TIMER = pytest.mark.wasm_only(
-    reason="fetches and retries without traffic: the native build has no timer")
 P = STAT + "provider.idp."
 FETCH_OK = P + "jwks_fetch_success"
 FETCH_FAILED = P + "jwks_fetch_failed"
@@ -237,7 +232,6 @@ def _make_unavailable(server: JwksServer, how: str) -> None:
         server.set_slow(10 * FETCH_TIMEOUT)  # far beyond http_uri.timeout
 
 
-@_NEEDS_TIMER
 # (A 5xx at start behaves like "down": Envoy answers a refused connection
 # with a local 503. 5xx after keys were loaded: the garbage test below.)
 @pytest.mark.parametrize("how", ["down", "slow"])
@@ -280,7 +274,6 @@ def test_unavailable_at_start_answers_401_then_recovers(pki, jwks, start_envoy, 
 # ---------------------------------------------------------------------------
 
 
-@_NEEDS_TIMER
 def test_garbage_and_5xx_keep_the_last_good_keys(pki, jwks, start_envoy, call):
     """Refreshes (cache_duration 1 s: every 0.9 s) that fail keep the old keys
     in force, past cache_duration; a later good refresh replaces them."""
@@ -330,7 +323,6 @@ def test_garbage_and_5xx_keep_the_last_good_keys(pki, jwks, start_envoy, call):
         assert backoff - 0.05 <= gap <= backoff + SLACK, (i, gaps)
 
 
-@_NEEDS_TIMER
 def test_refresh_at_90_percent_of_a_fractional_cache_duration(jwks, start_envoy):
     envoy = start_envoy(jwks, cache_duration="1.9s")
     jwks.wait_for_count(2, timeout=5)

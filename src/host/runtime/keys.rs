@@ -90,7 +90,8 @@ impl Vm {
         };
         let (bytes, cas) = host.shared_data(&slot.state_key);
         let mut state = FetchState::decode(bytes.as_deref());
-        let scheduled = state.scheduled_due(&slot.cfg, slot.fetched_at_ms, now_ms);
+        let scheduled =
+            self.scheduled_fetches && state.scheduled_due(&slot.cfg, slot.fetched_at_ms, now_ms);
         let refetch = slot.refetch_requested && state.refetch_allowed(&slot.cfg, now_ms);
         if !scheduled && !refetch {
             return;

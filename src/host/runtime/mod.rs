@@ -82,6 +82,10 @@ pub struct Vm {
     /// Fresh `DPoP-Nonce`s for the responses of allowed streams whose proof
     /// carried an ageing nonce (RFC 9449 §8.2).
     nonces: HashMap<u32, String>,
+    /// Whether this instance starts the scheduled fetches of key sets (the
+    /// first, and each refresh), or leaves them to another that shares its
+    /// key sets; it refetches for an unknown `kid` either way.
+    scheduled_fetches: bool,
 }
 
 fn now_ms(host: &dyn Host) -> Option<u64> {
@@ -158,12 +162,20 @@ impl Vm {
             dpop_algs,
             dpop_window,
             nonces: HashMap::new(),
+            scheduled_fetches: true,
         };
         if vm.has_remote() {
             // Fetch on the first tick: clusters are not usable during configure.
             host.set_tick_period(Duration::from_millis(1));
         }
         vm
+    }
+
+    /// Leaves the scheduled fetches of key sets to another instance (one
+    /// that keeps them on a timer of its own): this one installs what that
+    /// one publishes, and refetches only for an unknown `kid`.
+    pub fn leave_scheduled_fetches(&mut self) {
+        self.scheduled_fetches = false;
     }
 
     /// A provider's name, for logs.
