@@ -82,7 +82,7 @@ e2e-tools:
 # libcertbound.so as a dynamic module (CERTBOUND_BUILD, tests/e2e/README.md).
 # E2E_BUILDS=native (or wasm) runs one.
 E2E_BUILDS ?= wasm native
-e2e: venv istio-schema interop-deps e2e-tools
+e2e: venv istio-schema gateway-schema interop-deps e2e-tools
 	set -e; for b in $(E2E_BUILDS); do \
 	  echo "== e2e: $$b build"; \
 	  cd $(CURDIR) && CERTBOUND_BUILD=$$b $(VENV)/bin/python -m pytest $(CURDIR)/tests/e2e -q $(PYTEST_ARGS); \
@@ -229,3 +229,17 @@ $(ISTIO_SCHEMA_STAMP): $(CURDIR)/istio/schema/package.json $(CURDIR)/istio/schem
 	touch $@
 
 istio-schema: $(ISTIO_SCHEMA_STAMP)
+
+# Envoy Gateway's and the Gateway API's schemas (npm, target/gateway-schema)
+# that `make e2e` validates gateway/*.yaml against (gateway/schema/validate.mjs).
+# Re-installs only when gateway/schema/package*.json change.
+GATEWAY_SCHEMA       := $(CURDIR)/target/gateway-schema
+GATEWAY_SCHEMA_STAMP := $(GATEWAY_SCHEMA)/.installed
+.PHONY: gateway-schema
+$(GATEWAY_SCHEMA_STAMP): $(CURDIR)/gateway/schema/package.json $(CURDIR)/gateway/schema/package-lock.json
+	rm -rf $(GATEWAY_SCHEMA) && mkdir -p $(GATEWAY_SCHEMA)
+	cp $^ $(GATEWAY_SCHEMA)/
+	cd $(GATEWAY_SCHEMA) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+gateway-schema: $(GATEWAY_SCHEMA_STAMP)

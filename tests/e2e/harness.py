@@ -36,6 +36,9 @@ SELF_SIGNED_CONFIG = REPO / "envoy" / "self-signed.yaml"
 # One listener, two hosts by SNI: mtls.api.example.com (mTLS) and api.example.com.
 HOST_SCOPED_CONFIG = REPO / "envoy" / "host-scoped.yaml"
 SHIPPED_CONFIGS = (SHIPPED_CONFIG, SELF_SIGNED_CONFIG, HOST_SCOPED_CONFIG)
+# Envoy Gateway: the native build's manifests (tests/e2e/test_gateway.py checks them).
+GATEWAY_MANIFESTS = tuple(REPO / "gateway" / name for name in (
+    "envoyproxy-native.yaml", "gateway.yaml", "envoyextensionpolicy-native.yaml"))
 COMPOSE_FILE = REPO / "envoy" / "docker-compose.yaml"
 WASM_REL = Path("target/wasm32-wasip1/release/certbound.wasm")
 WASM = Path(os.environ.get("CERTBOUND_WASM", REPO / WASM_REL))

@@ -1,7 +1,9 @@
 """docs/deployment.md copies its Envoy snippets from the shipped configs the
-other tests run (envoy/envoy.yaml, self-signed.yaml, host-scoped.yaml): every
-```yaml block whose first line is `# from envoy/<file>` must still be part of
-that file, so the documentation cannot drift from what is tested."""
+other tests run (envoy/envoy.yaml, self-signed.yaml, host-scoped.yaml), and
+docs/deployment-native.md its Envoy Gateway ones from gateway/*.yaml (which
+test_gateway.py checks): every ```yaml block whose first line is
+`# from envoy/<file>` or `# from gateway/<file>` must still be part of that
+file, so the documentation cannot drift from what is tested."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ import yaml
 import harness
 
 DOC = harness.REPO / "docs" / "deployment.md"
-BLOCK = re.compile(r"^```yaml\n(# from (envoy/[\w.-]+\.yaml)\n.*?)^```", re.M | re.S)
+NATIVE_DOC = harness.REPO / "docs" / "deployment-native.md"
+BLOCK = re.compile(r"^```yaml\n(# from ((?:envoy|gateway)/[\w.-]+\.yaml)\n.*?)^```", re.M | re.S)
+SHIPPED = (*harness.SHIPPED_CONFIGS, *harness.GATEWAY_MANIFESTS)
 
 
 def snippets() -> list[tuple[str, str]]:
-    return [(m.group(2), m.group(1)) for m in BLOCK.finditer(DOC.read_text())]
+    return [(m.group(2), m.group(1)) for doc in (DOC, NATIVE_DOC) for m in BLOCK.finditer(doc.read_text())]
 
 
 def matches(node: Any, snippet: Any) -> bool:
@@ -44,17 +48,21 @@ def occurs(tree: Any, snippet: Any) -> bool:
 
 def test_the_document_has_snippets_of_each_new_config():
     files = {f for f, _ in snippets()}
-    assert {"envoy/self-signed.yaml", "envoy/host-scoped.yaml"} <= files, files
+    assert {"envoy/self-signed.yaml", "envoy/host-scoped.yaml",
+            "gateway/envoyproxy-native.yaml", "gateway/envoyextensionpolicy-native.yaml"} <= files, files
 
 
-@pytest.mark.parametrize("path,text", snippets(), ids=lambda v: v if v.startswith("envoy/") else "")
+@pytest.mark.parametrize("path,text", snippets(),
+                         ids=lambda v: v if v.startswith(("envoy/", "gateway/")) else "")
 def test_snippet_is_part_of_the_shipped_config(path, text):
     config = harness.REPO / path
-    assert Path(config) in harness.SHIPPED_CONFIGS, f"{path} is not a config the suite runs"
+    assert Path(config) in SHIPPED, f"{path} is not a config the suite runs"
     snippet = yaml.safe_load(text)
     assert snippet, text
-    assert occurs(yaml.safe_load(config.read_text()), snippet), (
-        f"docs/deployment.md has a snippet that is not (or no longer) in {path}:\n{text}")
+    # a manifest may hold several documents: the snippet is part of one
+    tree = [d for d in yaml.safe_load_all(config.read_text()) if d]
+    assert occurs(tree[0] if len(tree) == 1 else tree, snippet), (
+        f"the docs have a snippet that is not (or no longer) in {path}:\n{text}")
 
 
 def test_the_checker_notices_drift():
@@ -62,3 +70,6 @@ def test_the_checker_notices_drift():
     assert occurs(cfg, {"trust_chain_verification": "ACCEPT_UNTRUSTED"})
     assert not occurs(cfg, {"trust_chain_verification": "VERIFY_TRUST_CHAIN"})
     assert not occurs(cfg, {"validation_context": {"trusted_ca": {"filename": "envoy/certs/ca.pem"}}})
+    policy = list(yaml.safe_load_all((harness.REPO / "gateway" / "envoyextensionpolicy-native.yaml").read_text()))
+    assert occurs(policy, {"spec": {"dynamicModule": [{"filterName": "certbound"}]}})
+    assert not occurs(policy, {"spec": {"dynamicModules": [{"filterName": "certbound"}]}})
