@@ -70,6 +70,46 @@ fn dlsym_default(name: &CStr) -> *mut c_void {
     unsafe { dlsym(core::ptr::null_mut(), name.as_ptr()) }
 }
 
+/// Keeps this module loaded until Envoy exits. Envoy closes a module once
+/// no configuration uses it (unless `do_not_close`), but the module's
+/// state lives on: the tick thread, key sets and DPoP proofs shared by all
+/// workers, worker-thread runtimes. So it opens itself once more, with
+/// `RTLD_NODELETE`, which makes the loader keep it mapped. `false` if the
+/// module could not be found.
+fn pin_module() -> bool {
+    #[repr(C)]
+    struct DlInfo {
+        dli_fname: *const c_char,
+        dli_fbase: *mut c_void,
+        dli_sname: *const c_char,
+        dli_saddr: *mut c_void,
+    }
+    unsafe extern "C" {
+        fn dladdr(addr: *const c_void, info: *mut DlInfo) -> core::ffi::c_int;
+        fn dlopen(filename: *const c_char, flags: core::ffi::c_int) -> *mut c_void;
+    }
+    // glibc and musl on Linux.
+    const RTLD_NOW: core::ffi::c_int = 2;
+    const RTLD_NOLOAD: core::ffi::c_int = 4;
+    const RTLD_NODELETE: core::ffi::c_int = 0x1000;
+    let mut info = DlInfo {
+        dli_fname: core::ptr::null(),
+        dli_fbase: core::ptr::null_mut(),
+        dli_sname: core::ptr::null(),
+        dli_saddr: core::ptr::null_mut(),
+    };
+    let here = envoy_dynamic_module_on_program_init as *const c_void;
+    // SAFETY: `here` is an address in this module; `info` is written by
+    // dladdr, and its file name is NUL-terminated and lives as long as the
+    // module. The handle dlopen returns is kept for ever, on purpose.
+    unsafe {
+        if dladdr(here, &mut info) == 0 || info.dli_fname.is_null() {
+            return false;
+        }
+        !dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE).is_null()
+    }
+}
+
 /// Installs `cb` as Envoy's callbacks unless some are installed already.
 fn install(cb: Callbacks) {
     let _ = CALLBACKS.set(cb);
@@ -84,6 +124,13 @@ fn install(cb: Callbacks) {
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
     let init = || {
         if callbacks().is_none() {
+            if !pin_module() {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "certbound: cannot keep the module loaded (dladdr/dlopen failed)"
+                );
+                return core::ptr::null();
+            }
             // SAFETY: each name is Envoy's callback of the declared type.
             match unsafe { Callbacks::resolve(dlsym_default) } {
                 Ok(cb) => install(cb),

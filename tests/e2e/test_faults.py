@@ -52,6 +52,7 @@ import yaml
 
 import harness
 from harness import demo
+from jwks_server import JwksServer, remote_jwks_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "soak"))
 import soak  # noqa: E402  (tests/soak/soak.py)
@@ -109,8 +110,8 @@ class LdsEnvoy(soak.SoakEnvoy):
     how Envoy expects file-based xDS updates (a rename it sees via inotify)."""
 
     def __init__(self, name: str, pki: harness.Pki, backend: harness.Backend, workdir: Path,
-                 extra_args: list[str]) -> None:
-        cfg = harness.scenario_config(backend.port)
+                 extra_args: list[str], cfg: dict[str, Any] | None = None) -> None:
+        cfg = cfg or harness.scenario_config(backend.port)
         (self.listener,) = cfg["static_resources"].pop("listeners")
         self.listener["address"]["socket_address"]["port_value"] = _free_port()
         self.lds_path = workdir / f"{name}.listeners.lds.yaml"
@@ -133,6 +134,7 @@ class LdsEnvoy(soak.SoakEnvoy):
 
     def push(self, listener: dict[str, Any]) -> None:
         tmp = self.lds_path.with_suffix(".tmp")
+        listener = harness.for_build(listener)
         tmp.write_text(yaml.safe_dump({"resources": [{"@type": LISTENER_TYPE, **listener}]},
                                       sort_keys=False))
         os.replace(tmp, self.lds_path)
@@ -201,6 +203,64 @@ def _token(pki: harness.Pki, key: Any, kid: str) -> str:
 def _call(envoy: harness.Envoy, backend: harness.Backend, pki: harness.Pki, token: str | None,
             client: harness.Client | None = None) -> harness.Response:
     return harness.request(envoy, backend, pki.ca, token=token, client=client or pki.client_a)
+
+
+def _without_certbound(listener: dict[str, Any]) -> dict[str, Any]:
+    """The listener with certbound taken out of every HTTP filter chain."""
+    listener = copy.deepcopy(listener)
+    for chain in listener["filter_chains"]:
+        for f in chain["filters"]:
+            hcm = f.get("typed_config", {})
+            if "http_filters" in hcm:
+                hcm["http_filters"] = [h for h in harness.to_native(hcm["http_filters"])
+                                       if h["name"] != "certbound"]
+    return listener
+
+
+@pytest.mark.native_only(reason="Envoy closing the shared object: the wasm build is no module")
+def test_the_module_outlives_envoy_closing_it(pki, backend, envoy_workdir):
+    """Envoy closes a dynamic module when no configuration uses it any more
+    (``do_not_close`` is false in the shipped examples). certbound keeps
+    itself loaded, since its key keeper's thread and the shared key sets
+    outlive any one configuration: taking the only certbound filter out of
+    the listener and putting it back leaves Envoy running, and the filter
+    enforcing."""
+    fetched = harness.STAT_NAMESPACE + "certbound.provider.idp.jwks_fetch_success"
+    token = pki.token(pki.client_a)
+    with JwksServer(pki.idp_jwks_text) as server:
+        cfg = remote_jwks_config(backend.port, server)
+        envoy = LdsEnvoy("unload", pki, backend, envoy_workdir,
+                         ["--drain-time-s", "1", "--drain-strategy", "immediate"], cfg=cfg)
+        with_filter = copy.deepcopy(envoy.listener)
+        envoy.push(with_filter)
+        envoy.start()
+        try:
+            # No request first: no worker has run the module yet.
+            envoy.wait_stat(fetched, 1)
+            updates = envoy.stats()["listener_manager.lds.update_success"]
+            envoy.push(_without_certbound(with_filter))
+            envoy.wait_stat("listener_manager.lds.update_success", updates + 1)
+            # The old filter chain drains, and its configuration (the only one
+            # that uses the module) goes with it.
+            deadline = time.monotonic() + 15
+            while envoy.stats().get("listener_manager.total_filter_chains_draining", 0) > 0:
+                assert time.monotonic() < deadline, "the old filter chain never drained"
+                time.sleep(0.05)
+            # Two more seconds of Envoy's uptime: the module's tick thread
+            # (every 100 ms) would have run into an unmapped module by then.
+            uptime = envoy.stats()["server.uptime"]
+            envoy.wait_stat("server.uptime", uptime + 2)
+            assert envoy.proc is not None and envoy.proc.poll() is None, envoy.log_tail(30)
+            assert _call(envoy, backend, pki, None).status == 200  # no filter now
+            envoy.push(with_filter)
+            envoy.wait_stat("listener_manager.lds.update_success", updates + 2)
+            # The key set fetched before is still shared (and fresh): the
+            # new configuration's requests use it.
+            assert _call(envoy, backend, pki, token).status == 200
+            assert _call(envoy, backend, pki, None).status == 401
+            assert envoy.proc.poll() is None, envoy.log_tail(30)
+        finally:
+            envoy.stop()
 
 
 # ---------------------------------------------------------------------------
