@@ -33,7 +33,7 @@ pub use policy::{
 };
 
 /// The request decision and what it consults.
-pub use decide::cache::{TokenCache, verify_cached};
+pub use decide::cache::{SharedTokenCache, TokenCache, verify_cached};
 pub use decide::claims::Audiences;
 pub use decide::introspect::{
     Introspected, IntrospectionCache, looks_like_jwt, parse_response as parse_introspection,

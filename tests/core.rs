@@ -1536,6 +1536,72 @@ fn token_cache_hits_only_the_exact_token() {
 }
 
 #[test]
+fn a_token_verified_on_one_worker_is_a_hit_on_another() {
+    let p = simple_policy(json!({}));
+    let keys = KeyRing::for_policy(&p);
+    let shared = std::sync::Arc::new(certbound::SharedTokenCache::new(10));
+    let (mut a, mut b) = (TokenCache::new(10), TokenCache::new(10));
+    a.share(std::sync::Arc::clone(&shared));
+    b.share(std::sync::Arc::clone(&shared));
+    let t = token("good_ES256");
+    let verify = |cache: &mut TokenCache, t: &str| {
+        certbound::verify_cached(&p, &keys, cache, t, now(), certbound::Audiences::OfProvider)
+    };
+    assert!(verify(&mut a, &t).is_ok());
+    assert_eq!((a.hits, a.misses), (0, 1));
+    // The other worker finds it behind its own cache, and keeps it.
+    assert!(verify(&mut b, &t).is_ok());
+    assert_eq!((b.hits, b.misses), (1, 0));
+    assert!(b.contains(&t));
+    // Only the exact token: a forged signature is verified, and fails.
+    let forged = format!("{}A", &t[..t.len() - 1]);
+    if forged != t {
+        assert!(verify(&mut b, &forged).is_err());
+        assert_eq!(b.hits, 1);
+    }
+    // New keys for the provider: the shared entry no longer counts.
+    let mut rotated = KeyRing::for_policy(&p);
+    let idp = p.provider_id("idp").unwrap();
+    rotated.install(idp, keys.get(idp).cloned().unwrap(), 7);
+    let mut c = TokenCache::new(10);
+    c.share(std::sync::Arc::clone(&shared));
+    assert!(c.get(&t, |p| rotated.generation(p), now()).is_none());
+    // Nor does an expired token.
+    let mut d = TokenCache::new(10);
+    d.share(std::sync::Arc::clone(&shared));
+    assert!(verify(&mut a, &t).is_ok());
+    assert!(
+        d.get(&t, |p| keys.generation(p), now() + 10 * 365 * 86_400)
+            .is_none()
+    );
+}
+
+#[test]
+fn a_cache_of_size_zero_shares_nothing() {
+    let p = simple_policy(json!({}));
+    let keys = KeyRing::for_policy(&p);
+    let shared = std::sync::Arc::new(certbound::SharedTokenCache::new(0));
+    let (mut a, mut b) = (TokenCache::new(0), TokenCache::new(0));
+    a.share(std::sync::Arc::clone(&shared));
+    b.share(shared);
+    let t = token("good_ES256");
+    for cache in [&mut a, &mut b] {
+        assert!(
+            certbound::verify_cached(
+                &p,
+                &keys,
+                cache,
+                &t,
+                now(),
+                certbound::Audiences::OfProvider
+            )
+            .is_ok()
+        );
+        assert_eq!((cache.hits, cache.misses), (0, 0));
+    }
+}
+
+#[test]
 fn a_one_entry_cache_keeps_the_latest_token() {
     let p = simple_policy(json!({}));
     let keys = KeyRing::for_policy(&p);

@@ -1,4 +1,6 @@
-//! The per-VM verified-token cache (`jwt_cache_size`).
+//! The per-VM verified-token cache (`jwt_cache_size`), and the cache that
+//! the runtimes of one configuration on several threads may share behind it
+//! ([`SharedTokenCache`], the native build's).
 //!
 //! It holds what signature verification produced until the token expires or
 //! the provider's key set changes. A hit skips only the signature: time,
@@ -18,7 +20,7 @@
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::decide::claims::{Audiences, check_cached_claims};
 use crate::decide::keys::KeyRing;
@@ -126,6 +128,8 @@ pub struct TokenCache {
     seed: u64,
     /// By [`TokenCache::slot`]: one entry per slot.
     entries: BoundedMap<u64, Entry, BuildHasherDefault<SlotHasher>>,
+    /// Behind this cache: the one shared with the other threads' runtimes.
+    shared: Option<Arc<SharedTokenCache>>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -142,9 +146,16 @@ impl TokenCache {
             // std's per-process random keys (the host's `random_get` in wasm).
             seed: RandomState::new().hash_one(0x6365_7274_626f_756e_u64),
             entries: BoundedMap::new(capacity),
+            shared: None,
             hits: 0,
             misses: 0,
         }
+    }
+
+    /// Puts `shared` behind this cache: a miss here looks there (and keeps
+    /// what it finds), and what is inserted here goes there too.
+    pub fn share(&mut self, shared: Arc<SharedTokenCache>) {
+        self.shared = Some(shared);
     }
 
     pub fn len(&self) -> usize {
@@ -178,6 +189,33 @@ impl TokenCache {
         if self.entries.capacity == 0 {
             return None;
         }
+        let found = self.get_local(token, &generation_of, now);
+        let found = match (found, &self.shared) {
+            (None, Some(shared)) => {
+                let hit = shared.get(token, &generation_of, now);
+                if let Some(t) = &hit {
+                    self.insert_local(token, Arc::clone(t), generation_of(t.provider));
+                }
+                hit
+            }
+            (found, _) => found,
+        };
+        if found.is_some() {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+        found
+    }
+
+    /// This cache's entry for `token`, if it is still good; a stale one is
+    /// dropped.
+    fn get_local(
+        &mut self,
+        token: &str,
+        generation_of: impl Fn(ProviderId) -> u64,
+        now: i64,
+    ) -> Option<Arc<VerifiedToken>> {
         let slot = self.slot(token);
         let fresh = self
             .entries
@@ -191,19 +229,12 @@ impl TokenCache {
                     .then(|| Arc::clone(&e.token))
             });
         match fresh {
-            Some(Some(token)) => {
-                self.hits += 1;
-                Some(token)
-            }
+            Some(Some(token)) => Some(token),
             Some(None) => {
                 self.entries.remove(&slot);
-                self.misses += 1;
                 None
             }
-            None => {
-                self.misses += 1;
-                None
-            }
+            None => None,
         }
     }
 
@@ -239,6 +270,13 @@ impl TokenCache {
         if self.entries.capacity == 0 {
             return;
         }
+        if let Some(shared) = &self.shared {
+            shared.insert(token, Arc::clone(&verified), generation);
+        }
+        self.insert_local(token, verified, generation);
+    }
+
+    fn insert_local(&mut self, token: &str, verified: Arc<VerifiedToken>, generation: u64) {
         self.entries.insert(
             self.slot(token),
             Entry {
@@ -255,6 +293,59 @@ impl TokenCache {
 /// claims are always checked against `now` and `audiences`. A new
 /// verification is filed. The size cap is [`verify`]'s: a filed token
 /// passed it when it was verified.
+/// Verified tokens shared by the runtimes of one configuration on all of
+/// Envoy's worker threads (the native build; a wasm VM has no memory to
+/// share). A token verified on one worker is a hit on the others, so each
+/// token is verified once per Envoy rather than once per worker; each
+/// worker still answers its own hot tokens from its own cache, without a
+/// lock. Sharded, a lock per shard.
+#[derive(Debug)]
+pub struct SharedTokenCache {
+    shards: Box<[Mutex<TokenCache>]>,
+    /// Picks a token's shard (std's random keys).
+    pick: RandomState,
+}
+
+/// Shards of a [`SharedTokenCache`]: enough that workers seldom meet on a
+/// lock.
+const SHARDS: usize = 16;
+
+impl SharedTokenCache {
+    /// A cache of about `capacity` tokens in all.
+    pub fn new(capacity: usize) -> SharedTokenCache {
+        let per_shard = capacity.div_ceil(SHARDS);
+        SharedTokenCache {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(TokenCache::new(per_shard)))
+                .collect(),
+            pick: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, token: &str) -> Option<&Mutex<TokenCache>> {
+        let bytes = token.as_bytes();
+        let tail = bytes.get(bytes.len().saturating_sub(16)..).unwrap_or(bytes);
+        let i = usize::try_from(self.pick.hash_one(tail)).unwrap_or(0) % SHARDS;
+        self.shards.get(i)
+    }
+
+    fn get(
+        &self,
+        token: &str,
+        generation_of: impl Fn(ProviderId) -> u64,
+        now: i64,
+    ) -> Option<Arc<VerifiedToken>> {
+        let mut shard = self.shard(token)?.lock().ok()?;
+        shard.get_local(token, generation_of, now)
+    }
+
+    fn insert(&self, token: &str, verified: Arc<VerifiedToken>, generation: u64) {
+        if let Some(Ok(mut shard)) = self.shard(token).map(Mutex::lock) {
+            shard.insert_local(token, verified, generation);
+        }
+    }
+}
+
 pub fn verify_cached(
     policy: &Policy,
     keys: &KeyRing,

@@ -30,6 +30,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use crate::decide::cache::SharedTokenCache;
 use crate::host::runtime::log_configured;
 use crate::host::{Host, Step, Vm};
 use crate::policy::Policy;
@@ -169,6 +170,8 @@ pub struct NativeConfig {
     keeper: Option<Mutex<Keeper>>,
     /// The keeper's scheduler (Envoy's handle; 0 without a keeper).
     scheduler: usize,
+    /// Verified tokens, shared by the workers' runtimes.
+    token_cache: Arc<SharedTokenCache>,
 }
 
 impl core::fmt::Debug for NativeConfig {
@@ -216,11 +219,12 @@ impl NativeConfig {
         Ok(NativeConfig {
             name: String::from_utf8_lossy(name).into_owned(),
             raw: raw.to_vec(),
-            policy,
             metrics: defining.into_inner(),
             config_envoy: config_envoy as usize,
             keeper: keeper.map(Mutex::new),
             scheduler,
+            token_cache: Arc::new(SharedTokenCache::new(policy.jwt_cache_size)),
+            policy,
         })
     }
 
@@ -310,8 +314,9 @@ const _: abi::OnHttpFilterConfigDestroy = envoy_dynamic_module_on_http_filter_co
 // ----------------------------------------------------------------- workers
 
 /// The runtime of one configuration on one worker thread, as a wasm VM is:
-/// its token cache is the worker's; key sets, fetch leases and DPoP
-/// proofs are shared between workers through the shared data.
+/// key sets, fetch leases and DPoP proofs are shared between workers
+/// through the shared data; its token cache is the worker's, with the
+/// configuration's shared one behind it.
 struct Worker {
     vm: Vm,
     ticks: Ticks,
@@ -345,6 +350,7 @@ fn worker_for(config: &Arc<NativeConfig>) -> Option<WorkerRef> {
         if config.keeper.is_some() {
             vm.leave_scheduled_fetches();
         }
+        vm.share_token_cache(Arc::clone(&config.token_cache));
         let worker = Rc::new(RefCell::new(Worker { vm, ticks }));
         w.push((Arc::downgrade(config), Rc::clone(&worker)));
         Some(worker)

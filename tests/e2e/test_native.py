@@ -80,3 +80,33 @@ def test_the_istio_envoyfilter_configuration_is_accepted(pki: Pki, tmp_path: Pat
     r = _validate(cfg, pki, tmp_path, pki.jwks_text)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "configuration \"certbound\" accepted" in r.stdout + r.stderr
+
+
+def test_workers_share_verified_tokens(pki: Pki, backend: harness.Backend,
+                                       envoy_workdir: Path) -> None:
+    """Two workers: each token is verified once per Envoy, not once per
+    worker. Every request comes on a fresh connection, and Envoy spreads
+    connections over its workers; a token a worker has not seen is a hit
+    in the configuration's shared cache. (With a cache per worker alone,
+    most tokens would be verified twice.)"""
+    envoy = harness.Envoy("native_shared_cache", harness.scenario_config(backend.port),
+                          pki.root, envoy_workdir, pki.jwks_text)
+    envoy.concurrency = 2
+    envoy.start()
+    try:
+        stat = harness.STAT_NAMESPACE + "certbound."
+        tokens = [pki.token(pki.client_a, sub=f"client-{i}") for i in range(10)]
+        for t in tokens:
+            for _ in range(6):
+                r = harness.request(envoy, backend, pki.ca, token=t, client=pki.client_a)
+                assert r.status == 200, r
+        stats = envoy.stats()
+        assert stats[stat + "cache_miss"] == len(tokens), stats
+        assert stats[stat + "cache_hit"] == 5 * len(tokens), stats
+        # Both workers took connections (else the test proves nothing).
+        served = [v for k, v in stats.items()
+                  if k.startswith("listener.") and k.endswith(".downstream_cx_total")
+                  and ".worker_" in k]
+        assert len([v for v in served if v > 0]) == 2, served
+    finally:
+        envoy.stop()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::binding::ThumbprintCache;
-use crate::decide::cache::{TokenCache, TokenDigest};
+use crate::decide::cache::{SharedTokenCache, TokenCache, TokenDigest};
 use crate::decide::introspect::IntrospectionCache;
 use crate::decide::keys::KeyRing;
 use crate::decide::{self, Decision, HeaderOp, Request, Verifier};
@@ -169,6 +169,12 @@ impl Vm {
             host.set_tick_period(Duration::from_millis(1));
         }
         vm
+    }
+
+    /// Puts `shared` behind this runtime's token cache: the runtimes of one
+    /// configuration on several threads verify each token once between them.
+    pub fn share_token_cache(&mut self, shared: Arc<SharedTokenCache>) {
+        self.cache.share(shared);
     }
 
     /// Leaves the scheduled fetches of key sets to another instance (one
