@@ -198,14 +198,3 @@ fn an_old_nonce_asks_for_a_refresh() {
     assert!(!config.needs_refresh(&fresh, now));
     assert_ne!(fresh, n);
 }
-
-#[test]
-fn challenges_name_the_configured_algorithms() {
-    let config = DpopConfig::default();
-    assert_eq!(config.challenge(None), "DPoP algs=\"ES256 PS256 EdDSA\"");
-    assert_eq!(
-        config.challenge(Some(&DpopError::UriMismatch)),
-        "DPoP algs=\"ES256 PS256 EdDSA\", error=\"invalid_dpop_proof\", \
-         error_description=\"DPoP proof htu does not match the request URI\""
-    );
-}

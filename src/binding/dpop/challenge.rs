@@ -1,6 +1,6 @@
 //! The `WWW-Authenticate: DPoP ...` challenge (RFC 9449 §7.1).
 
-use super::error::{DpopError, ErrorCode};
+use super::error::ErrorCode;
 use crate::jose::alg::Alg;
 
 /// `DPoP algs="ES256 PS256", error="...", error_description="..."`.
@@ -40,14 +40,26 @@ pub fn challenge(algs: &[Alg], error: Option<(ErrorCode, &str)>) -> String {
     out
 }
 
-/// The challenge for a failed check: its error code and description.
-pub fn challenge_for(algs: &[Alg], error: &DpopError) -> String {
-    challenge(algs, Some((error.error_code(), error.description())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::binding::dpop::{DpopConfig, DpopError};
+
+    /// The challenge for a failed check: its error code and description.
+    fn challenge_for(algs: &[Alg], error: &DpopError) -> String {
+        challenge(algs, Some((error.error_code(), error.description())))
+    }
+
+    #[test]
+    fn the_default_configuration_names_its_algorithms() {
+        let algs = DpopConfig::default().algorithms;
+        assert_eq!(challenge(&algs, None), "DPoP algs=\"ES256 PS256 EdDSA\"");
+        assert_eq!(
+            challenge_for(&algs, &DpopError::UriMismatch),
+            "DPoP algs=\"ES256 PS256 EdDSA\", error=\"invalid_dpop_proof\", \
+             error_description=\"DPoP proof htu does not match the request URI\""
+        );
+    }
 
     #[test]
     fn challenges() {

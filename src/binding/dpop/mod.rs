@@ -16,7 +16,7 @@ pub mod jwk;
 pub mod nonce;
 pub mod replay;
 
-pub use challenge::{challenge, challenge_for};
+pub use challenge::challenge;
 pub use error::{DpopError, ErrorCode};
 pub use jwk::{TokenJkt, public_jwk};
 pub use nonce::Nonce;
@@ -119,15 +119,6 @@ impl DpopConfig {
     /// store's window.
     pub fn window_secs(&self) -> u64 {
         self.max_age_secs.saturating_add(self.clock_skew_secs)
-    }
-
-    /// The challenge for `error`, or the bare one, with this
-    /// configuration's algorithms.
-    pub fn challenge(&self, error: Option<&DpopError>) -> String {
-        match error {
-            Some(e) => challenge_for(&self.algorithms, e),
-            None => challenge(&self.algorithms, None),
-        }
     }
 }
 
