@@ -1,7 +1,8 @@
 """Helpers for the Istio, OCI and release tests: build dist/ into a temporary
 directory (istio/dist.py), turn a WasmPlugin into the Envoy configuration
 istiod + istio-agent would give its proxy (istio/xds.py), validate manifests
-against Istio's CRD schemas (istio/schema/validate.mjs), a JWKS endpoint.
+against Istio's CRD schemas, unknown fields included (istio/schema/validate.mjs),
+a JWKS endpoint.
 """
 
 from __future__ import annotations

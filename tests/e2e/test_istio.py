@@ -1,9 +1,10 @@
 """Istio (istio/): the manifests, rendered as `make dist` renders them, pass
-Istio's own CRD schemas; certbound runs in Envoy configured exactly as
-istiod + istio-agent configure a gateway for istio/wasmplugin-ingress.yaml
-(ECDS resource, pluginConfig as a JSON StringValue, root_id = pluginName,
-runtime v8, fail closed, the module pulled from the OCI image of `make oci`),
-and the core end-to-end checks pass through it.
+Istio's own CRD schemas and have no field those schemas do not know; certbound
+runs in Envoy configured exactly as istiod + istio-agent configure a gateway
+for istio/wasmplugin-ingress.yaml (ECDS resource, pluginConfig as a JSON
+StringValue, root_id = pluginName, runtime v8, fail closed, the module pulled
+from the OCI image of `make oci`), and the core end-to-end checks pass
+through it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -88,6 +89,116 @@ def test_schema_check_rejects_bad_manifests(ingress):
     results = ist.validate_manifests(bad)
     for doc, res in zip(bad, results):
         assert res["errors"], doc["spec"]
+
+
+def _rename(key: str, new: str) -> Callable[[dict], None]:
+    def f(node: dict) -> None:
+        node[new] = node.pop(key)
+    return f
+
+
+def _set(key: str, value: Any) -> Callable[[dict], None]:
+    return lambda node: node.__setitem__(key, value)
+
+
+def _at(doc: dict, path: str) -> Any:
+    node: Any = doc
+    for k in path.split("/")[1:]:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    return node
+
+
+def _changed(rel, name: str, kind: str, path: str, change: Callable[[dict], None]) -> dict[str, Any]:
+    (doc,) = [d for d in _docs(rel, name) if d["kind"] == kind]
+    change(_at(doc, path))
+    return doc
+
+
+# (manifest, kind, JSON pointer of the node to change, change, how an error starts)
+MISSPELT = [
+    ("envoyfilter-native.yaml", "EnvoyFilter", "", _rename("spec", "specs"), "/specs"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/metadata", _rename("namespace", "namepsace"),
+     "/metadata/namepsace"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec", _rename("workloadSelector", "workloadSelectr"),
+     "/spec/workloadSelectr"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/workloadSelector", _rename("labels", "matchLabels"),
+     "/spec/workloadSelector/matchLabels"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0", _rename("applyTo", "apply_to"),
+     "/spec/configPatches/0/apply_to"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/match/listener/filterChain/filter",
+     _rename("subFilter", "sub_filter"), "/spec/configPatches/0/match/listener/filterChain/filter/sub_filter"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch", _rename("value", "values"),
+     "/spec/configPatches/0/patch/values"),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", _rename("failStrategy", "failurePolicy"),
+     "/spec/failurePolicy"),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", _rename("pluginConfig", "pluginConf"),
+     "/spec/pluginConf"),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec/selector", _rename("matchLabels", "matchLabel"),
+     "/spec/selector/matchLabel"),
+    ("wasmplugin-sidecar.yaml", "WasmPlugin", "/spec/match/0", _rename("mode", "Mode"), "/spec/match/0/Mode"),
+    ("wasmplugin-sidecar.yaml", "PeerAuthentication", "/spec/mtls", _rename("mode", "tlsMode"),
+     "/spec/mtls/tlsMode"),
+    ("gateway.yaml", "Gateway", "/spec/servers/0/tls", _rename("credentialName", "credentialNam"),
+     "/spec/servers/0/tls/credentialNam"),
+    ("gateway.yaml", "Gateway", "/spec/servers/0/port", _set("target_port", 8443),
+     "/spec/servers/0/port/target_port"),
+    ("gateway.yaml", "VirtualService", "/spec/http/0/route/0/destination", _rename("host", "hostname"),
+     "/spec/http/0/route/0/destination/hostname"),
+    ("idp.yaml", "ServiceEntry", "/spec/ports/0", _rename("protocol", "proto"), "/spec/ports/0/proto"),
+    ("idp.yaml", "DestinationRule", "/spec/trafficPolicy/portLevelSettings/0/tls", _rename("sni", "serverName"),
+     "/spec/trafficPolicy/portLevelSettings/0/tls/serverName"),
+    ("requestauthentication-before.yaml", "RequestAuthentication", "/spec/jwtRules/0",
+     _rename("jwksUri", "jwks_url"), "/spec/jwtRules/0/jwks_url"),
+    ("requestauthentication-before.yaml", "AuthorizationPolicy", "/spec/rules/0/from/0/source",
+     _rename("notRequestPrincipals", "notRequestPrincipal"), "/spec/rules/0/from/0/source/notRequestPrincipal"),
+]
+MISTYPED = [
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", _set("priority", "10"), "/spec/priority"),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", _set("pluginConfig", ["providers"]), "/spec/pluginConfig"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0", _set("applyTo", ["HTTP_FILTER"]),
+     "/spec/configPatches/0/applyTo"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch", _set("value", "certbound"),
+     "/spec/configPatches/0/patch/value"),
+    ("gateway.yaml", "Gateway", "/spec/servers/0/port", _set("number", "443"), "/spec/servers/0/port/number"),
+    ("gateway.yaml", "Gateway", "/spec/selector", _set("istio", 1), "/spec/selector/istio"),
+    ("wasmplugin-sidecar.yaml", "PeerAuthentication", "/spec/selector/matchLabels", _set("app", ["api"]),
+     "/spec/selector/matchLabels/app"),
+]
+
+
+@pytest.mark.parametrize("bad", [MISSPELT, MISTYPED], ids=["misspelt", "mistyped"])
+def test_schema_check_rejects_misspelt_and_mistyped_fields(rel, bad):
+    """Each changed copy of a shipped manifest is refused, the changed field
+    named: a misspelt key as not a field of its kind, a wrong type by the schema."""
+    docs = [_changed(rel, name, kind, path, change) for name, kind, path, change, _ in bad]
+    missed = []
+    for (name, kind, path, _, named), res in zip(bad, ist.validate_manifests(docs)):
+        assert res["kind"] == kind
+        if bad is MISSPELT:
+            found = f"{named} is not a field of {kind}" in res["errors"]
+        else:
+            found = any(e.startswith(f"{named} must ") for e in res["errors"])
+        if not found:
+            missed.append(f"{name} {kind} {named}: {res['errors']}")
+    assert missed == [], "\n".join(missed)
+
+
+# Struct fields (x-kubernetes-preserve-unknown-fields): anything goes below them.
+FREE_FORM = [
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec/pluginConfig", _set("a_new_setting", {"x": [1, {"y": None}]})),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec/pluginConfig/providers/idp", _rename("issuer", "issuerr")),
+    ("wasmplugin-sidecar.yaml", "WasmPlugin", "/spec/pluginConfig/client_certificate", _set("source", 7)),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch/value",
+     _rename("typed_config", "typedConfig")),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch/value/typed_config",
+     _set("anything", [{"at": {"any": "depth"}}])),
+]
+
+
+def test_struct_fields_stay_free_form(rel):
+    docs = [_changed(rel, name, kind, path, change) for name, kind, path, change in FREE_FORM]
+    for (name, kind, path, _), res in zip(FREE_FORM, ist.validate_manifests(docs)):
+        assert res["errors"] == [], f"{name} {kind} {path}: {res['errors']}"
 
 
 def test_unrendered_templates_are_not_valid(ingress):
