@@ -382,6 +382,9 @@ pub struct NativeFilter {
     worker: WorkerRef,
     /// Stopped in the request headers until the runtime decides.
     pub waiting: bool,
+    /// Has a scheduler (it has waited once): only then do the
+    /// schedulers, behind their process-wide lock, know of it.
+    scheduled: bool,
     /// Callouts in flight on this stream: (Envoy's id, the runtime's token).
     callouts: Vec<(u64, u32)>,
     /// The response waits for this stream's callouts (a stream's callouts
@@ -451,7 +454,7 @@ fn with_vm<R>(
             unsafe { (cb.continue_decoding)(envoy) };
         }
     }
-    if !f.waiting {
+    if f.scheduled && !f.waiting {
         schedulers::set_waiting(f.id, false);
     }
     for id in deferred {
@@ -492,6 +495,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
                 id,
                 worker,
                 waiting: false,
+                scheduled: false,
                 callouts: Vec::new(),
                 encoding_held: false,
             }))
@@ -612,6 +616,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
                     }
                     Step::Waiting => {
                         f.waiting = true;
+                        f.scheduled = true;
                         schedulers::register(envoy, id);
                         abi::HEADERS_STOP_ITERATION
                     }
@@ -735,7 +740,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: HttpFilter
         if !filter.is_null() {
             // SAFETY: from Box::into_raw in filter_new; Envoy destroys once.
             let mut f = unsafe { Box::from_raw(filter.cast::<NativeFilter>().cast_mut()) };
-            schedulers::unregister(f.id);
+            if f.scheduled {
+                schedulers::unregister(f.id);
+            }
             let id = f.id;
             f.waiting = false;
             let pending = core::mem::take(&mut f.callouts);
