@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::abi::{self, HttpFilterConfigEnvoyPtr, HttpFilterEnvoyPtr, ModuleBuffer};
 use super::{callbacks, log};
-use crate::headers::{RequestHeaders, encode_abi};
+use crate::headers::RequestHeaders;
 use crate::host::{Host, MetricKind};
 
 // ------------------------------------------------------------ shared data
@@ -289,22 +289,18 @@ pub fn request_headers(envoy: HttpFilterEnvoyPtr) -> RequestHeaders {
         if n > 0 && !(cb.get_headers)(envoy, abi::REQUEST_HEADER, raw.as_mut_ptr()) {
             return RequestHeaders::default();
         }
-        let pairs: Vec<(&[u8], &[u8])> = raw
-            .iter()
-            .map(|h| {
-                let k = abi::EnvoyBuffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                };
-                let v = abi::EnvoyBuffer {
-                    ptr: h.value_ptr,
-                    length: h.value_length,
-                };
-                (k.bytes(), v.bytes())
-            })
-            .collect();
-        // The same decoding (and refusals) as the wasm build's.
-        RequestHeaders::from_abi(encode_abi(&pairs)).unwrap_or_default()
+        // The same decoding as the wasm build's, without its encoding.
+        RequestHeaders::from_pairs(raw.iter().map(|h| {
+            let k = abi::EnvoyBuffer {
+                ptr: h.key_ptr,
+                length: h.key_length,
+            };
+            let v = abi::EnvoyBuffer {
+                ptr: h.value_ptr,
+                length: h.value_length,
+            };
+            (k.bytes(), v.bytes())
+        }))
     }
 }
 
