@@ -215,11 +215,12 @@ impl<'a> NativeHost<'a> {
         }
     }
 
-    fn metric(&self, id: u32) -> Option<Metric> {
+    /// Envoy's id of the metric the runtime knows as `id`.
+    fn envoy_metric(&self, id: u32) -> Option<usize> {
         let i = usize::try_from(id).ok()?;
         match self.defining {
-            Some(d) => d.borrow().get(i).cloned(),
-            None => self.metrics.get(i).cloned(),
+            Some(d) => d.borrow().get(i).map(|m| m.envoy_id),
+            None => self.metrics.get(i).map(|m| m.envoy_id),
         }
     }
 
@@ -497,18 +498,20 @@ impl Host for NativeHost<'_> {
     }
 
     fn increment_metric(&self, id: u32, by: i64) {
-        let (Some(cb), Some(m), Ok(by)) = (callbacks(), self.metric(id), u64::try_from(by)) else {
+        let (Some(cb), Some(envoy_id), Ok(by)) =
+            (callbacks(), self.envoy_metric(id), u64::try_from(by))
+        else {
             return;
         };
         // SAFETY: the current hook's stream, or Envoy's configuration
         // object (which outlives its streams).
         unsafe {
             if !self.envoy.is_null() {
-                (cb.increment_counter)(self.envoy, m.envoy_id, core::ptr::null_mut(), 0, by);
+                (cb.increment_counter)(self.envoy, envoy_id, core::ptr::null_mut(), 0, by);
             } else if !self.config_envoy.is_null() {
                 (cb.config_increment_counter)(
                     self.config_envoy,
-                    m.envoy_id,
+                    envoy_id,
                     core::ptr::null_mut(),
                     0,
                     by,
@@ -518,21 +521,15 @@ impl Host for NativeHost<'_> {
     }
 
     fn record_metric(&self, id: u32, value: u64) {
-        let (Some(cb), Some(m)) = (callbacks(), self.metric(id)) else {
+        let (Some(cb), Some(envoy_id)) = (callbacks(), self.envoy_metric(id)) else {
             return;
         };
         // SAFETY: as for counters.
         unsafe {
             if !self.envoy.is_null() {
-                (cb.set_gauge)(self.envoy, m.envoy_id, core::ptr::null_mut(), 0, value);
+                (cb.set_gauge)(self.envoy, envoy_id, core::ptr::null_mut(), 0, value);
             } else if !self.config_envoy.is_null() {
-                (cb.config_set_gauge)(
-                    self.config_envoy,
-                    m.envoy_id,
-                    core::ptr::null_mut(),
-                    0,
-                    value,
-                );
+                (cb.config_set_gauge)(self.config_envoy, envoy_id, core::ptr::null_mut(), 0, value);
             }
         }
     }
