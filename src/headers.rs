@@ -36,10 +36,20 @@ impl RequestHeaders {
 
     /// The values of every header named `name` (ASCII case-insensitive),
     /// in order: a repeated header yields each copy.
+    ///
+    /// Every request looks its token headers up this way: lengths are
+    /// compared first, from the spans, and only the matches are sliced.
     pub fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.spans
+            .iter()
+            .filter(move |&&[start, end, _, _]| {
+                end.wrapping_sub(start) == name.len()
+                    && self
+                        .text
+                        .get(start..end)
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .map(|&[_, _, value, end]| self.text.get(value..end).unwrap_or(""))
     }
 
     pub fn len(&self) -> usize {
