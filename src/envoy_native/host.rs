@@ -224,23 +224,38 @@ impl<'a> NativeHost<'a> {
         }
     }
 
-    fn attribute(&self, id: abi::AttributeId) -> Option<Vec<u8>> {
-        let cb = callbacks()?;
+    /// Attribute `id` of the current stream, lent to `read` for the call
+    /// (empty is Envoy 1.40's "no certificate": not read).
+    fn read_attribute(&self, id: abi::AttributeId, read: &mut dyn FnMut(&[u8])) {
+        let Some(cb) = callbacks() else { return };
         if self.envoy.is_null() {
-            return None;
+            return;
         }
         let mut out = abi::EnvoyBuffer {
             ptr: core::ptr::null(),
             length: 0,
         };
-        // SAFETY: the current hook's stream; `out` is copied before return.
+        // SAFETY: the current hook's stream; `out` lives for the hook and
+        // is only read during the call.
         unsafe {
-            if !(cb.get_attribute_string)(self.envoy, id, &mut out) {
-                return None;
+            if (cb.get_attribute_string)(self.envoy, id, &mut out) && out.length > 0 {
+                read(out.bytes());
             }
-            Some(out.bytes().to_vec())
         }
     }
+}
+
+/// The attribute of a property path.
+fn attribute_id(path: &[&str]) -> Option<abi::AttributeId> {
+    Some(match path {
+        ["connection", "sha256_peer_certificate_digest"] => {
+            abi::ATTR_CONNECTION_SHA256_PEER_CERTIFICATE_DIGEST
+        }
+        ["source", "address"] => abi::ATTR_SOURCE_ADDRESS,
+        ["connection", "uri_san_peer_certificate"] => abi::ATTR_CONNECTION_URI_SAN_PEER_CERTIFICATE,
+        // No attribute has the whole certificate.
+        _ => return None,
+    })
 }
 
 fn level(l: log::Level) -> abi::LogLevel {
@@ -278,15 +293,22 @@ pub fn request_headers(envoy: HttpFilterEnvoyPtr) -> RequestHeaders {
     // buffers live for the hook, and they are copied before returning.
     unsafe {
         let n = (cb.get_headers_size)(envoy, abi::REQUEST_HEADER);
-        let mut raw = vec![
-            abi::EnvoyHttpHeader {
-                key_ptr: core::ptr::null(),
-                key_length: 0,
-                value_ptr: core::ptr::null(),
-                value_length: 0,
-            };
-            n
-        ];
+        let empty = abi::EnvoyHttpHeader {
+            key_ptr: core::ptr::null(),
+            key_length: 0,
+            value_ptr: core::ptr::null(),
+            value_length: 0,
+        };
+        // Envoy's array of pointers: on the stack for up to 32 headers.
+        let mut stack = [empty; 32];
+        let mut heap = Vec::new();
+        let raw = match stack.get_mut(..n) {
+            Some(raw) => raw,
+            None => {
+                heap.resize(n, empty);
+                heap.as_mut_slice()
+            }
+        };
         if n > 0 && !(cb.get_headers)(envoy, abi::REQUEST_HEADER, raw.as_mut_ptr()) {
             return RequestHeaders::default();
         }
@@ -323,19 +345,15 @@ impl Host for NativeHost<'_> {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let id = match path {
-            ["connection", "sha256_peer_certificate_digest"] => {
-                abi::ATTR_CONNECTION_SHA256_PEER_CERTIFICATE_DIGEST
-            }
-            ["source", "address"] => abi::ATTR_SOURCE_ADDRESS,
-            ["connection", "uri_san_peer_certificate"] => {
-                abi::ATTR_CONNECTION_URI_SAN_PEER_CERTIFICATE
-            }
-            // No attribute has the whole certificate.
-            _ => return None,
-        };
-        // Empty is Envoy 1.40's "no certificate".
-        self.attribute(id).filter(|v| !v.is_empty())
+        let mut value = None;
+        self.read_property(path, &mut |v| value = Some(v.to_vec()));
+        value
+    }
+
+    fn read_property(&self, path: &[&str], read: &mut dyn FnMut(&[u8])) {
+        if let Some(id) = attribute_id(path) {
+            self.read_attribute(id, read);
+        }
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {
