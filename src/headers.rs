@@ -36,10 +36,20 @@ impl RequestHeaders {
 
     /// The values of every header named `name` (ASCII case-insensitive),
     /// in order: a repeated header yields each copy.
+    ///
+    /// Every request looks its token headers up this way: lengths are
+    /// compared first, from the spans, and only the matches are sliced.
     pub fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.spans
+            .iter()
+            .filter(move |&&[start, end, _, _]| {
+                end.wrapping_sub(start) == name.len()
+                    && self
+                        .text
+                        .get(start..end)
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .map(|&[_, _, value, end]| self.text.get(value..end).unwrap_or(""))
     }
 
     pub fn len(&self) -> usize {
@@ -97,14 +107,45 @@ impl RequestHeaders {
             at = end.checked_add(1)?;
         }
         bytes.get_mut(..table_end)?.fill(0);
+        RequestHeaders::from_spans(bytes, spans)
+    }
+
+    /// Copies a host's header pairs (as Envoy's dynamic-module ABI lends
+    /// them) into one block, each name and value followed by a NUL as in
+    /// the ABI form: the headers [`RequestHeaders::from_abi`] reads from
+    /// that form, with no length table to write and skip.
+    pub fn from_pairs<'p, I>(pairs: I) -> RequestHeaders
+    where
+        I: ExactSizeIterator<Item = (&'p [u8], &'p [u8])> + Clone,
+    {
+        let size = pairs.clone().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let mut bytes = Vec::with_capacity(size);
+        let mut spans = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            let name = bytes.len();
+            bytes.extend_from_slice(k);
+            bytes.push(0);
+            let value = bytes.len();
+            bytes.extend_from_slice(v);
+            bytes.push(0);
+            spans.push([name, name + k.len(), value, value + v.len()]);
+        }
+        RequestHeaders::from_spans(bytes, spans).unwrap_or_default()
+    }
+
+    /// The headers at `spans` of `bytes`, where every span starts and ends
+    /// next to a NUL (or at an end), so that no character straddles two:
+    /// if the whole buffer is UTF-8 (one pass of the fast validator) it is
+    /// kept as the text, with no copy; else (obs-text somewhere) a compact
+    /// copy, decoded per header.
+    fn from_spans(bytes: Vec<u8>, spans: Vec<[usize; 4]>) -> Option<RequestHeaders> {
         match String::from_utf8(bytes) {
             Ok(text) => Some(RequestHeaders { text, spans }),
             Err(e) => {
-                // Obs-text somewhere: a compact copy, decoded per header.
                 let bytes = e.into_bytes();
                 let mut headers = RequestHeaders {
                     text: String::with_capacity(bytes.len()),
-                    spans: Vec::with_capacity(count),
+                    spans: Vec::with_capacity(spans.len()),
                 };
                 for [n, ne, v, e] in spans {
                     headers.push(&text(bytes.get(n..ne)?), &text(bytes.get(v..e)?));
@@ -184,6 +225,29 @@ mod tests {
         assert_eq!(pairs(&h), want);
         assert_eq!(h, want.into_iter().collect());
         assert!(RequestHeaders::from_abi(serialize(&[])).unwrap().is_empty());
+    }
+
+    /// The dynamic module's direct copy reads what the proxy-wasm form of
+    /// the same pairs reads, obs-text included.
+    #[test]
+    fn pairs_read_as_their_abi_form() {
+        let cases: [&[(&[u8], &[u8])]; 4] = [
+            &[],
+            &[
+                (b":path", b"/a?b"),
+                (b"authorization", b"Bearer x"),
+                (b"x-empty", b""),
+            ],
+            &[(b"x", b"caf\xe9"), (b"y\xff", b"ok"), (b"", b"")],
+            // Halves of one character in a name and the next value.
+            &[(b"n\xc3", b"\xa9v")],
+        ];
+        for case in cases {
+            let direct = RequestHeaders::from_pairs(case.iter().copied());
+            let abi = RequestHeaders::from_abi(serialize(case)).unwrap();
+            assert_eq!(direct, abi, "{case:?}");
+            assert_eq!(pairs(&direct), pairs(&abi));
+        }
     }
 
     #[test]

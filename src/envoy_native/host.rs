@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::abi::{self, HttpFilterConfigEnvoyPtr, HttpFilterEnvoyPtr, ModuleBuffer};
 use super::{callbacks, log};
-use crate::headers::{RequestHeaders, encode_abi};
+use crate::headers::RequestHeaders;
 use crate::host::{Host, MetricKind};
 
 // ------------------------------------------------------------ shared data
@@ -225,31 +225,47 @@ impl<'a> NativeHost<'a> {
         }
     }
 
-    fn metric(&self, id: u32) -> Option<Metric> {
+    /// Envoy's id of the metric the runtime knows as `id`.
+    fn envoy_metric(&self, id: u32) -> Option<usize> {
         let i = usize::try_from(id).ok()?;
         match self.defining {
-            Some(d) => d.borrow().get(i).cloned(),
-            None => self.metrics.get(i).cloned(),
+            Some(d) => d.borrow().get(i).map(|m| m.envoy_id),
+            None => self.metrics.get(i).map(|m| m.envoy_id),
         }
     }
 
-    fn attribute(&self, id: abi::AttributeId) -> Option<Vec<u8>> {
-        let cb = callbacks()?;
+    /// Attribute `id` of the current stream, lent to `read` for the call
+    /// (empty is Envoy 1.40's "no certificate": not read).
+    fn read_attribute(&self, id: abi::AttributeId, read: &mut dyn FnMut(&[u8])) {
+        let Some(cb) = callbacks() else { return };
         if self.envoy.is_null() {
-            return None;
+            return;
         }
         let mut out = abi::EnvoyBuffer {
             ptr: core::ptr::null(),
             length: 0,
         };
-        // SAFETY: the current hook's stream; `out` is copied before return.
+        // SAFETY: the current hook's stream; `out` lives for the hook and
+        // is only read during the call.
         unsafe {
-            if !(cb.get_attribute_string)(self.envoy, id, &mut out) {
-                return None;
+            if (cb.get_attribute_string)(self.envoy, id, &mut out) && out.length > 0 {
+                read(out.bytes());
             }
-            Some(out.bytes().to_vec())
         }
     }
+}
+
+/// The attribute of a property path.
+fn attribute_id(path: &[&str]) -> Option<abi::AttributeId> {
+    Some(match path {
+        ["connection", "sha256_peer_certificate_digest"] => {
+            abi::ATTR_CONNECTION_SHA256_PEER_CERTIFICATE_DIGEST
+        }
+        ["source", "address"] => abi::ATTR_SOURCE_ADDRESS,
+        ["connection", "uri_san_peer_certificate"] => abi::ATTR_CONNECTION_URI_SAN_PEER_CERTIFICATE,
+        // No attribute has the whole certificate.
+        _ => return None,
+    })
 }
 
 fn level(l: log::Level) -> abi::LogLevel {
@@ -287,34 +303,37 @@ pub fn request_headers(envoy: HttpFilterEnvoyPtr) -> RequestHeaders {
     // buffers live for the hook, and they are copied before returning.
     unsafe {
         let n = (cb.get_headers_size)(envoy, abi::REQUEST_HEADER);
-        let mut raw = vec![
-            abi::EnvoyHttpHeader {
-                key_ptr: core::ptr::null(),
-                key_length: 0,
-                value_ptr: core::ptr::null(),
-                value_length: 0,
-            };
-            n
-        ];
+        let empty = abi::EnvoyHttpHeader {
+            key_ptr: core::ptr::null(),
+            key_length: 0,
+            value_ptr: core::ptr::null(),
+            value_length: 0,
+        };
+        // Envoy's array of pointers: on the stack for up to 32 headers.
+        let mut stack = [empty; 32];
+        let mut heap = Vec::new();
+        let raw = match stack.get_mut(..n) {
+            Some(raw) => raw,
+            None => {
+                heap.resize(n, empty);
+                heap.as_mut_slice()
+            }
+        };
         if n > 0 && !(cb.get_headers)(envoy, abi::REQUEST_HEADER, raw.as_mut_ptr()) {
             return RequestHeaders::default();
         }
-        let pairs: Vec<(&[u8], &[u8])> = raw
-            .iter()
-            .map(|h| {
-                let k = abi::EnvoyBuffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                };
-                let v = abi::EnvoyBuffer {
-                    ptr: h.value_ptr,
-                    length: h.value_length,
-                };
-                (k.bytes(), v.bytes())
-            })
-            .collect();
-        // The same decoding (and refusals) as the wasm build's.
-        RequestHeaders::from_abi(encode_abi(&pairs)).unwrap_or_default()
+        // The same decoding as the wasm build's, without its encoding.
+        RequestHeaders::from_pairs(raw.iter().map(|h| {
+            let k = abi::EnvoyBuffer {
+                ptr: h.key_ptr,
+                length: h.key_length,
+            };
+            let v = abi::EnvoyBuffer {
+                ptr: h.value_ptr,
+                length: h.value_length,
+            };
+            (k.bytes(), v.bytes())
+        }))
     }
 }
 
@@ -336,19 +355,15 @@ impl Host for NativeHost<'_> {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let id = match path {
-            ["connection", "sha256_peer_certificate_digest"] => {
-                abi::ATTR_CONNECTION_SHA256_PEER_CERTIFICATE_DIGEST
-            }
-            ["source", "address"] => abi::ATTR_SOURCE_ADDRESS,
-            ["connection", "uri_san_peer_certificate"] => {
-                abi::ATTR_CONNECTION_URI_SAN_PEER_CERTIFICATE
-            }
-            // No attribute has the whole certificate.
-            _ => return None,
-        };
-        // Empty is Envoy 1.40's "no certificate".
-        self.attribute(id).filter(|v| !v.is_empty())
+        let mut value = None;
+        self.read_property(path, &mut |v| value = Some(v.to_vec()));
+        value
+    }
+
+    fn read_property(&self, path: &[&str], read: &mut dyn FnMut(&[u8])) {
+        if let Some(id) = attribute_id(path) {
+            self.read_attribute(id, read);
+        }
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {
@@ -522,18 +537,20 @@ impl Host for NativeHost<'_> {
     }
 
     fn increment_metric(&self, id: u32, by: i64) {
-        let (Some(cb), Some(m), Ok(by)) = (callbacks(), self.metric(id), u64::try_from(by)) else {
+        let (Some(cb), Some(envoy_id), Ok(by)) =
+            (callbacks(), self.envoy_metric(id), u64::try_from(by))
+        else {
             return;
         };
         // SAFETY: the current hook's stream, or Envoy's configuration
         // object (which outlives its streams).
         unsafe {
             if !self.envoy.is_null() {
-                (cb.increment_counter)(self.envoy, m.envoy_id, core::ptr::null_mut(), 0, by);
+                (cb.increment_counter)(self.envoy, envoy_id, core::ptr::null_mut(), 0, by);
             } else if !self.config_envoy.is_null() {
                 (cb.config_increment_counter)(
                     self.config_envoy,
-                    m.envoy_id,
+                    envoy_id,
                     core::ptr::null_mut(),
                     0,
                     by,
@@ -543,21 +560,15 @@ impl Host for NativeHost<'_> {
     }
 
     fn record_metric(&self, id: u32, value: u64) {
-        let (Some(cb), Some(m)) = (callbacks(), self.metric(id)) else {
+        let (Some(cb), Some(envoy_id)) = (callbacks(), self.envoy_metric(id)) else {
             return;
         };
         // SAFETY: as for counters.
         unsafe {
             if !self.envoy.is_null() {
-                (cb.set_gauge)(self.envoy, m.envoy_id, core::ptr::null_mut(), 0, value);
+                (cb.set_gauge)(self.envoy, envoy_id, core::ptr::null_mut(), 0, value);
             } else if !self.config_envoy.is_null() {
-                (cb.config_set_gauge)(
-                    self.config_envoy,
-                    m.envoy_id,
-                    core::ptr::null_mut(),
-                    0,
-                    value,
-                );
+                (cb.config_set_gauge)(self.config_envoy, envoy_id, core::ptr::null_mut(), 0, value);
             }
         }
     }

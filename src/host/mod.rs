@@ -26,6 +26,13 @@ pub trait Host {
     /// The request headers of the effective stream.
     fn request_headers(&self) -> RequestHeaders;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// [`Host::property`], lent to `read` instead of copied where the host
+    /// can: every request reads the connection's certificate digest.
+    fn read_property(&self, path: &[&str], read: &mut dyn FnMut(&[u8])) {
+        if let Some(value) = self.property(path) {
+            read(&value);
+        }
+    }
     /// Sets (`Some`) or removes (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>);
     /// Adds a header to the response of the effective stream, from its

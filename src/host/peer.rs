@@ -74,11 +74,15 @@ impl PeerCertificate<'_> {
 /// spares every request a copy of the PEM and a lookup keyed by it. Else
 /// `connection.peer_certificate` (PEM, or URL-encoded PEM), hashed here.
 fn read_peer_thumbprint(host: &dyn Host, cache: &mut ThumbprintCache) -> Option<Thumbprint> {
-    if let Some(t) = host
-        .property(&["connection", "sha256_peer_certificate_digest"])
-        .and_then(|d| Thumbprint::from_hex(core::str::from_utf8(&d).ok()?))
-    {
-        return Some(t);
+    let mut digest = None;
+    host.read_property(
+        &["connection", "sha256_peer_certificate_digest"],
+        &mut |d| {
+            digest = core::str::from_utf8(d).ok().and_then(Thumbprint::from_hex);
+        },
+    );
+    if digest.is_some() {
+        return digest;
     }
     let pem = host
         .property(&["connection", "peer_certificate"])
