@@ -769,6 +769,22 @@ def targets_section(cells: dict[tuple[str, str], Cell | None], plan: Plan, algs:
             rr = d.rps / b2.rps
             lines.append(f"| (d) req/s ≥ 0.5 × (b′) | ES256 | {rr:.2f}× | {paired(runs, 'd', 'b2', 'ES256')} | "
                          f"{'met' if rr >= 0.5 else '**not met**'} |")
+    # The native build against jwt_authn and the no-auth limit.
+    native = [("n", "b", 1.0, True, "(n) req/s ≥ 1.0 × (b), p99 ≤ (b)"),
+              ("n2", "b2", 1.0, False, "(n′) req/s ≥ 1.0 × (b′)"),
+              ("n", "a", 0.9, False, "(n) req/s ≥ 0.9 × (a)")]
+    for key, ref, floor, p99, name in native:
+        for alg in algs:
+            x, r = get(key, alg), get(ref, alg)
+            if key not in plan.variants or ref not in plan.variants:
+                lines.append(f"| {name} | {alg} | – | – | not run (--only) |")
+            elif x is None or r is None:
+                lines.append(f"| {name} | {alg} | – | – | invalid runs |")
+            else:
+                rr, pr = x.rps / r.rps, x.p99 / r.p99
+                ok = rr >= floor and (not p99 or pr <= 1.0)
+                lines.append(f"| {name} | {alg} | {rr:.2f}×, p99 {pr:.2f}× | "
+                             f"{paired(runs, key, ref, alg)} | {'met' if ok else '**not met**'} |")
     for alg, (w, c) in (counted or {}).items():
         ir, cy = w.ir / c.ir, w.cycles / c.cycles
         lines.append(f"| (c) ≥ 0.9 × (w) in Envoy's instructions and estimated cycles per request "
