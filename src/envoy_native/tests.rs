@@ -77,12 +77,7 @@ fn guarded_cfg() -> String {
 
 /// This thread's clock at the vectors' `now`.
 fn at_vectors_now() {
-    let now = vectors()["now"].as_u64().unwrap_or(0);
-    host::TEST_NOW.with(|t| {
-        t.set(Some(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(now),
-        ));
-    });
+    after_vectors_now(0);
 }
 
 fn phase(filter: HttpFilterModulePtr) -> Phase {
@@ -859,13 +854,7 @@ fn a_configuration_with_local_keys_has_no_keeper() {
 
 /// Answers the stream's callout `id` with a 200 and `body`.
 fn answer(s: &FakeStream, f: HttpFilterModulePtr, id: u64, body: &[u8]) {
-    let mut headers = [EnvoyHttpHeader {
-        key_ptr: b":status".as_ptr().cast(),
-        key_length: 7,
-        value_ptr: b"200".as_ptr().cast(),
-        value_length: 3,
-    }];
-    let mut chunks = [buf(body)];
+    let (mut headers, mut chunks) = answer_parts(body);
     envoy_dynamic_module_on_http_filter_http_callout_done(
         s.ptr(),
         f,

@@ -16,12 +16,13 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
 
 import harness
+from manifest_edits import at, rename, set_key
 from harness import Pki
 
 GATEWAY = harness.REPO / "gateway"
@@ -83,43 +84,26 @@ def test_manifest_passes_the_schemas(path: Path):
         assert res["errors"] == [], f"{path.name}: {res}"
 
 
-def _rename(key: str, new: str) -> Callable[[dict], None]:
-    def f(node: dict) -> None:
-        node[new] = node.pop(key)
-    return f
-
-
-def _set(key: str, value: Any) -> Callable[[dict], None]:
-    return lambda node: node.__setitem__(key, value)
-
-
-def _at(doc: dict, path: str) -> Any:
-    node: Any = doc
-    for k in path.split("/")[1:]:
-        node = node[int(k)] if isinstance(node, list) else node[k]
-    return node
-
-
 # (kind, JSON pointer of the node to change, change, what the error names)
 BAD = [
     # misspelt fields: the dynamic-module ones (additions.json, closed) ...
-    ("EnvoyExtensionPolicy", "/spec", _rename("dynamicModule", "dynamicModules"), "/spec/dynamicModules"),
-    ("EnvoyExtensionPolicy", "/spec/dynamicModule/0", _rename("filterName", "filter_name"), "filter_name"),
-    ("EnvoyProxy", "/spec/dynamicModules/0/source/local", _rename("path", "filename"), "filename"),
+    ("EnvoyExtensionPolicy", "/spec", rename("dynamicModule", "dynamicModules"), "/spec/dynamicModules"),
+    ("EnvoyExtensionPolicy", "/spec/dynamicModule/0", rename("filterName", "filter_name"), "filter_name"),
+    ("EnvoyProxy", "/spec/dynamicModules/0/source/local", rename("path", "filename"), "filename"),
     # ... and the published schemas' (unknown-field probe)
-    ("EnvoyProxy", "/spec/provider/kubernetes/envoyDeployment", _rename("container", "containr"),
+    ("EnvoyProxy", "/spec/provider/kubernetes/envoyDeployment", rename("container", "containr"),
      "/spec/provider/kubernetes/envoyDeployment/containr"),
-    ("Gateway", "/spec/infrastructure", _rename("parametersRef", "parametersRefs"),
+    ("Gateway", "/spec/infrastructure", rename("parametersRef", "parametersRefs"),
      "/spec/infrastructure/parametersRefs"),
-    ("ClientTrafficPolicy", "/spec/tls", _rename("clientValidation", "clientValidaton"),
+    ("ClientTrafficPolicy", "/spec/tls", rename("clientValidation", "clientValidaton"),
      "/spec/tls/clientValidaton"),
-    ("HTTPRoute", "/spec/rules/0/backendRefs/0", _rename("port", "prot"), "/spec/rules/0/backendRefs/0/prot"),
+    ("HTTPRoute", "/spec/rules/0/backendRefs/0", rename("port", "prot"), "/spec/rules/0/backendRefs/0/prot"),
     # wrong types, enums, patterns
-    ("EnvoyProxy", "/spec/dynamicModules/0", _set("doNotClose", "yes"), "/spec/dynamicModules/0/doNotClose"),
-    ("EnvoyProxy", "/spec/dynamicModules/0/source", _set("type", "File"), "/spec/dynamicModules/0/source/type"),
-    ("EnvoyExtensionPolicy", "/spec/dynamicModule/0", _set("name", "Certbound"), "/spec/dynamicModule/0/name"),
-    ("Gateway", "/spec/listeners/0", _set("port", "443"), "/spec/listeners/0/port"),
-    ("ClientTrafficPolicy", "/spec/tls/clientValidation", _set("mode", "Optional"),
+    ("EnvoyProxy", "/spec/dynamicModules/0", set_key("doNotClose", "yes"), "/spec/dynamicModules/0/doNotClose"),
+    ("EnvoyProxy", "/spec/dynamicModules/0/source", set_key("type", "File"), "/spec/dynamicModules/0/source/type"),
+    ("EnvoyExtensionPolicy", "/spec/dynamicModule/0", set_key("name", "Certbound"), "/spec/dynamicModule/0/name"),
+    ("Gateway", "/spec/listeners/0", set_key("port", "443"), "/spec/listeners/0/port"),
+    ("ClientTrafficPolicy", "/spec/tls/clientValidation", set_key("mode", "Optional"),
      "/spec/tls/clientValidation/mode"),
 ]
 
@@ -130,7 +114,7 @@ def test_the_schema_check_rejects_misspelt_and_mistyped_fields():
     bad = []
     for kind, path, change, _ in BAD:
         doc = copy.deepcopy(one(kind))
-        change(_at(doc, path))
+        change(at(doc, path))
         bad.append(doc)
     for (kind, path, _, named), res in zip(BAD, validate_manifests(bad)):
         assert res["errors"], f"{kind} {path}: accepted"

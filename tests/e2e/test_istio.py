@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 import harness
+from manifest_edits import at, rename, set_key
 import istio_support as ist
 from harness import Envoy, Pki
 
@@ -91,77 +92,60 @@ def test_schema_check_rejects_bad_manifests(ingress):
         assert res["errors"], doc["spec"]
 
 
-def _rename(key: str, new: str) -> Callable[[dict], None]:
-    def f(node: dict) -> None:
-        node[new] = node.pop(key)
-    return f
-
-
-def _set(key: str, value: Any) -> Callable[[dict], None]:
-    return lambda node: node.__setitem__(key, value)
-
-
-def _at(doc: dict, path: str) -> Any:
-    node: Any = doc
-    for k in path.split("/")[1:]:
-        node = node[int(k)] if isinstance(node, list) else node[k]
-    return node
-
-
 def _changed(rel, name: str, kind: str, path: str, change: Callable[[dict], None]) -> dict[str, Any]:
     (doc,) = [d for d in _docs(rel, name) if d["kind"] == kind]
-    change(_at(doc, path))
+    change(at(doc, path))
     return doc
 
 
 # (manifest, kind, JSON pointer of the node to change, change, how an error starts)
 MISSPELT = [
-    ("envoyfilter-native.yaml", "EnvoyFilter", "", _rename("spec", "specs"), "/specs"),
-    ("envoyfilter-native.yaml", "EnvoyFilter", "/metadata", _rename("namespace", "namepsace"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "", rename("spec", "specs"), "/specs"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/metadata", rename("namespace", "namepsace"),
      "/metadata/namepsace"),
-    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec", _rename("workloadSelector", "workloadSelectr"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec", rename("workloadSelector", "workloadSelectr"),
      "/spec/workloadSelectr"),
-    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/workloadSelector", _rename("labels", "matchLabels"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/workloadSelector", rename("labels", "matchLabels"),
      "/spec/workloadSelector/matchLabels"),
-    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0", _rename("applyTo", "apply_to"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0", rename("applyTo", "apply_to"),
      "/spec/configPatches/0/apply_to"),
     ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/match/listener/filterChain/filter",
-     _rename("subFilter", "sub_filter"), "/spec/configPatches/0/match/listener/filterChain/filter/sub_filter"),
-    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch", _rename("value", "values"),
+     rename("subFilter", "sub_filter"), "/spec/configPatches/0/match/listener/filterChain/filter/sub_filter"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch", rename("value", "values"),
      "/spec/configPatches/0/patch/values"),
-    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", _rename("failStrategy", "failurePolicy"),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", rename("failStrategy", "failurePolicy"),
      "/spec/failurePolicy"),
-    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", _rename("pluginConfig", "pluginConf"),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", rename("pluginConfig", "pluginConf"),
      "/spec/pluginConf"),
-    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec/selector", _rename("matchLabels", "matchLabel"),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec/selector", rename("matchLabels", "matchLabel"),
      "/spec/selector/matchLabel"),
-    ("wasmplugin-sidecar.yaml", "WasmPlugin", "/spec/match/0", _rename("mode", "Mode"), "/spec/match/0/Mode"),
-    ("wasmplugin-sidecar.yaml", "PeerAuthentication", "/spec/mtls", _rename("mode", "tlsMode"),
+    ("wasmplugin-sidecar.yaml", "WasmPlugin", "/spec/match/0", rename("mode", "Mode"), "/spec/match/0/Mode"),
+    ("wasmplugin-sidecar.yaml", "PeerAuthentication", "/spec/mtls", rename("mode", "tlsMode"),
      "/spec/mtls/tlsMode"),
-    ("gateway.yaml", "Gateway", "/spec/servers/0/tls", _rename("credentialName", "credentialNam"),
+    ("gateway.yaml", "Gateway", "/spec/servers/0/tls", rename("credentialName", "credentialNam"),
      "/spec/servers/0/tls/credentialNam"),
-    ("gateway.yaml", "Gateway", "/spec/servers/0/port", _set("target_port", 8443),
+    ("gateway.yaml", "Gateway", "/spec/servers/0/port", set_key("target_port", 8443),
      "/spec/servers/0/port/target_port"),
-    ("gateway.yaml", "VirtualService", "/spec/http/0/route/0/destination", _rename("host", "hostname"),
+    ("gateway.yaml", "VirtualService", "/spec/http/0/route/0/destination", rename("host", "hostname"),
      "/spec/http/0/route/0/destination/hostname"),
-    ("idp.yaml", "ServiceEntry", "/spec/ports/0", _rename("protocol", "proto"), "/spec/ports/0/proto"),
-    ("idp.yaml", "DestinationRule", "/spec/trafficPolicy/portLevelSettings/0/tls", _rename("sni", "serverName"),
+    ("idp.yaml", "ServiceEntry", "/spec/ports/0", rename("protocol", "proto"), "/spec/ports/0/proto"),
+    ("idp.yaml", "DestinationRule", "/spec/trafficPolicy/portLevelSettings/0/tls", rename("sni", "serverName"),
      "/spec/trafficPolicy/portLevelSettings/0/tls/serverName"),
     ("requestauthentication-before.yaml", "RequestAuthentication", "/spec/jwtRules/0",
-     _rename("jwksUri", "jwks_url"), "/spec/jwtRules/0/jwks_url"),
+     rename("jwksUri", "jwks_url"), "/spec/jwtRules/0/jwks_url"),
     ("requestauthentication-before.yaml", "AuthorizationPolicy", "/spec/rules/0/from/0/source",
-     _rename("notRequestPrincipals", "notRequestPrincipal"), "/spec/rules/0/from/0/source/notRequestPrincipal"),
+     rename("notRequestPrincipals", "notRequestPrincipal"), "/spec/rules/0/from/0/source/notRequestPrincipal"),
 ]
 MISTYPED = [
-    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", _set("priority", "10"), "/spec/priority"),
-    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", _set("pluginConfig", ["providers"]), "/spec/pluginConfig"),
-    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0", _set("applyTo", ["HTTP_FILTER"]),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", set_key("priority", "10"), "/spec/priority"),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec", set_key("pluginConfig", ["providers"]), "/spec/pluginConfig"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0", set_key("applyTo", ["HTTP_FILTER"]),
      "/spec/configPatches/0/applyTo"),
-    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch", _set("value", "certbound"),
+    ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch", set_key("value", "certbound"),
      "/spec/configPatches/0/patch/value"),
-    ("gateway.yaml", "Gateway", "/spec/servers/0/port", _set("number", "443"), "/spec/servers/0/port/number"),
-    ("gateway.yaml", "Gateway", "/spec/selector", _set("istio", 1), "/spec/selector/istio"),
-    ("wasmplugin-sidecar.yaml", "PeerAuthentication", "/spec/selector/matchLabels", _set("app", ["api"]),
+    ("gateway.yaml", "Gateway", "/spec/servers/0/port", set_key("number", "443"), "/spec/servers/0/port/number"),
+    ("gateway.yaml", "Gateway", "/spec/selector", set_key("istio", 1), "/spec/selector/istio"),
+    ("wasmplugin-sidecar.yaml", "PeerAuthentication", "/spec/selector/matchLabels", set_key("app", ["api"]),
      "/spec/selector/matchLabels/app"),
 ]
 
@@ -185,13 +169,13 @@ def test_schema_check_rejects_misspelt_and_mistyped_fields(rel, bad):
 
 # Struct fields (x-kubernetes-preserve-unknown-fields): anything goes below them.
 FREE_FORM = [
-    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec/pluginConfig", _set("a_new_setting", {"x": [1, {"y": None}]})),
-    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec/pluginConfig/providers/idp", _rename("issuer", "issuerr")),
-    ("wasmplugin-sidecar.yaml", "WasmPlugin", "/spec/pluginConfig/client_certificate", _set("source", 7)),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec/pluginConfig", set_key("a_new_setting", {"x": [1, {"y": None}]})),
+    ("wasmplugin-ingress.yaml", "WasmPlugin", "/spec/pluginConfig/providers/idp", rename("issuer", "issuerr")),
+    ("wasmplugin-sidecar.yaml", "WasmPlugin", "/spec/pluginConfig/client_certificate", set_key("source", 7)),
     ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch/value",
-     _rename("typed_config", "typedConfig")),
+     rename("typed_config", "typedConfig")),
     ("envoyfilter-native.yaml", "EnvoyFilter", "/spec/configPatches/0/patch/value/typed_config",
-     _set("anything", [{"at": {"any": "depth"}}])),
+     set_key("anything", [{"at": {"any": "depth"}}])),
 ]
 
 
