@@ -417,9 +417,27 @@ unsafe extern "C" fn http_callout(
     if result != abi::CALLOUT_INIT_SUCCESS {
         return result;
     }
-    let mut callouts = s.callouts.borrow_mut();
-    let id = callouts.len() as u64 + 1;
     // SAFETY: the module's buffers and out-pointer.
+    unsafe { record_callout(&s.callouts, id_out, cluster, hs, n, body, timeout_ms) };
+    result
+}
+
+/// Records a callout in `callouts` and hands its id (1, 2, ...) out.
+///
+/// # Safety
+/// The module's buffers and out-pointer for the current call.
+unsafe fn record_callout(
+    callouts: &RefCell<Vec<Callout>>,
+    id_out: *mut u64,
+    cluster: ModuleBuffer,
+    hs: *mut ModuleHttpHeader,
+    n: usize,
+    body: ModuleBuffer,
+    timeout_ms: u64,
+) {
+    let mut callouts = callouts.borrow_mut();
+    let id = callouts.len() as u64 + 1;
+    // SAFETY: the caller's contract.
     unsafe {
         callouts.push(Callout {
             id,
@@ -430,7 +448,6 @@ unsafe extern "C" fn http_callout(
         });
         *id_out = id;
     }
-    result
 }
 
 unsafe extern "C" fn define_counter(
@@ -589,16 +606,8 @@ unsafe extern "C" fn config_http_callout(
 ) -> abi::CalloutInitResult {
     // SAFETY: a FakeConfig, the module's buffers and out-pointer.
     unsafe {
-        let mut callouts = config(c).callouts.borrow_mut();
-        let id = callouts.len() as u64 + 1;
-        callouts.push(Callout {
-            id,
-            cluster: bytes(cluster),
-            headers: headers(hs, n),
-            body: bytes(body),
-            timeout_ms,
-        });
-        *id_out = id;
+        let callouts = &config(c).callouts;
+        record_callout(callouts, id_out, cluster, hs, n, body, timeout_ms);
     }
     abi::CALLOUT_INIT_SUCCESS
 }
