@@ -61,6 +61,9 @@ lint: toolchain
 	cargo clippy --release --target $(TARGET) --lib -- -D warnings
 	# The fuzz crate is its own workspace (fuzz/README.md): at least it must build.
 	cargo check --locked --manifest-path $(CURDIR)/fuzz/Cargo.toml --bins
+	# The no-op dynamic module (z) declares the ABI with src/envoy_native/abi.rs.
+	cargo clippy --locked --manifest-path $(CURDIR)/benches/fixtures/noop-module/Cargo.toml \
+	  --target-dir $(CURDIR)/target/bench-fixtures -- -D warnings
 
 # The fuzz replay: every fuzz target over its seeds and committed corpus,
 # then 5 s of mutations each; no cargo-fuzz needed (fuzz/README.md).
@@ -122,10 +125,14 @@ $(OHA_STAMP):
 
 bench-tools: $(OHA_STAMP)
 
-# The wasm floor (w): a no-op proxy-wasm filter, its own crate.
+# The floors: (w) a no-op proxy-wasm filter, (z) a no-op dynamic module;
+# each its own crate.
 bench-fixture: toolchain
 	cargo build --release --locked --target $(TARGET) \
 	  --manifest-path $(CURDIR)/benches/fixtures/noop-filter/Cargo.toml \
+	  --target-dir $(CURDIR)/target/bench-fixtures
+	cargo build --release --locked \
+	  --manifest-path $(CURDIR)/benches/fixtures/noop-module/Cargo.toml \
 	  --target-dir $(CURDIR)/target/bench-fixtures
 
 bench-micro:

@@ -105,13 +105,29 @@ VARIANTS = [
     Variant("c", "c", "certbound, cache on"),
     Variant("d", "d", "certbound, cache off"),
     Variant("e", "e", "certbound, cache on, new token per request"),
+    Variant("z", "z", "native no-op (the dynamic-module floor)"),
     Variant("n", "n", "certbound native, cache on"),
     Variant("n2", "n′", "certbound native, cache off"),
 ]
-# The native variants load target/release/libcertbound.so (make native).
+# The native variants load target/release/libcertbound.so (make native), the
+# floor (z) benches/fixtures/noop-module (make bench-fixture); Envoy loads
+# copies of both from one directory (stage_modules).
 SO = REPO / "target" / "release" / "libcertbound.so"
+NOOP_SO = REPO / "target" / "bench-fixtures" / "release" / "libnoop_module.so"
+MODULE_DIR = SO.parent
 BY_KEY = {v.key: v for v in VARIANTS}
-REFERENCES = ("a", "b", "b2", "w")
+REFERENCES = ("a", "b", "b2", "w", "z")
+
+
+def stage_modules(workdir: Path) -> None:
+    """Copies the dynamic modules Envoy loads into `workdir`/modules (so a
+    concurrent `cargo build` can't swap one mid-run) and points Envoy there."""
+    global MODULE_DIR
+    MODULE_DIR = workdir / "modules"
+    MODULE_DIR.mkdir(parents=True, exist_ok=True)
+    for so in (SO, NOOP_SO):
+        if so.exists():
+            shutil.copyfile(so, MODULE_DIR / so.name)
 
 
 def log(msg: str) -> None:
@@ -330,6 +346,8 @@ def http_filters_for(key: str, m: Material, plan: Plan, wasm: dict[str, Path]) -
         return [wasm_filter("bench_c", wasm["certbound"], certbound_json(m, plan.cache_on))]
     if key == "d":
         return [wasm_filter("bench_d", wasm["certbound"], certbound_json(m, plan.cache_off))]
+    if key == "z":
+        return [native_filter("", module="noop_module")]
     if key in ("n", "n2"):
         # The native build knows jwt_cache_size whatever the wasm probe said.
         on = plan.cache_on or CacheField("top", CACHE_SIZE)
@@ -342,14 +360,14 @@ def http_filters_for(key: str, m: Material, plan: Plan, wasm: dict[str, Path]) -
     raise ValueError(key)
 
 
-def native_filter(configuration: str) -> dict[str, Any]:
-    """certbound as an Envoy dynamic module, with the same JSON."""
+def native_filter(configuration: str, module: str = "certbound") -> dict[str, Any]:
+    """certbound (or the no-op `module`) as an Envoy dynamic module, with the same JSON."""
     return {
-        "name": "certbound",
+        "name": module,
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-            "dynamic_module_config": {"name": "certbound"},
-            "filter_name": "certbound",
+            "dynamic_module_config": {"name": module},
+            "filter_name": module,
             "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                               "value": configuration},
         },
@@ -401,7 +419,7 @@ class Envoy:
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL,
                                          env={**os.environ,
-                                              "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(SO.parent)})
+                                              "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(MODULE_DIR)})
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -973,7 +991,9 @@ def main() -> int:
                     ("certbound.wasm (make build)", Path(args.wasm)),
                     ("noop_filter.wasm (make bench-fixture)", Path(args.noop_wasm)),
                     *([("libcertbound.so (make native)", SO)]
-                      if {"n", "n2"} & set(wanted) else [])]:
+                      if {"n", "n2"} & set(wanted) else []),
+                    *([("libnoop_module.so (make bench-fixture)", NOOP_SO)]
+                      if "z" in wanted else [])]:
         if not p.exists():
             ap.error(f"missing {p}: {what}")
 
@@ -983,6 +1003,7 @@ def main() -> int:
     wasm = {"certbound": workdir / "certbound.wasm", "noop": workdir / "noop_filter.wasm"}
     shutil.copyfile(args.wasm, wasm["certbound"])
     shutil.copyfile(args.noop_wasm, wasm["noop"])
+    stage_modules(workdir)
     sizes = {"certbound.wasm": wasm["certbound"].stat().st_size,
              "noop_filter.wasm": wasm["noop"].stat().st_size}
     wasm_sha = hashlib.sha256(wasm["certbound"].read_bytes()).hexdigest()[:16]

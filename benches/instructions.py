@@ -20,7 +20,7 @@ Envoy's own code miss too. The second table is callgrind's cycle estimate
 (kcachegrind's formula: instructions + 10 × L1 misses + 100 × last-level
 misses), equally reproducible and closer to time.
 
-    target/venv/bin/python benches/instructions.py                  # a,b,w,c,d,n,n2 × ES256,RS256,EdDSA
+    target/venv/bin/python benches/instructions.py                  # a,b,w,c,d,z,n,n2 × ES256,RS256,EdDSA
     target/venv/bin/python benches/instructions.py --variants w,c --algs ES256 --wasm X.wasm
 """
 
@@ -122,8 +122,8 @@ def count(variant: str, alg: str, n: int, m: bench.Material, wasm: dict[str, Pat
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=3000, help="requests counted per variant")
-    ap.add_argument("--variants", default="a,b,w,c,d,n,n2",
-                    help="bench.py keys: a,b,b2,w,c,d,n,n2 (n, n2: the native build)")
+    ap.add_argument("--variants", default="a,b,w,c,d,z,n,n2",
+                    help="bench.py keys: a,b,b2,w,c,d,z,n,n2 (z: the native floor; n, n2: the native build)")
     ap.add_argument("--algs", default=",".join(bench.ALGS))
     ap.add_argument("--wasm", default=str(REPO / "target/wasm32-wasip1/release/certbound.wasm"))
     ap.add_argument("--noop-wasm",
@@ -138,7 +138,7 @@ def main() -> int:
             sys.exit(f"instructions: {tool} not found (apt-get install valgrind)")
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
-        if v not in ("a", "b", "b2", "w", "c", "d", "n", "n2"):
+        if v not in ("a", "b", "b2", "w", "c", "d", "z", "n", "n2"):
             sys.exit(f"instructions: unknown variant {v}")
     algs = [a for a in args.algs.split(",") if a]
     workdir = Path(args.workdir)
@@ -146,6 +146,7 @@ def main() -> int:
     wasm = {"certbound": workdir / "certbound.wasm", "noop": workdir / "noop_filter.wasm"}
     shutil.copyfile(args.wasm, wasm["certbound"])
     shutil.copyfile(args.noop_wasm, wasm["noop"])
+    bench.stage_modules(workdir)
     m = bench.make_material(workdir)
     plan = bench.Plan(variants, bench.CacheField("top", bench.CACHE_SIZE), bench.CacheField("top", 0))
 
@@ -167,7 +168,7 @@ def main() -> int:
             cells = []
             for a in algs:
                 cell = f"{value(rows[v][a]) / 1000:,.1f} k"
-                if "w" in rows and v not in ("a", "b", "b2", "w"):
+                if "w" in rows and v in ("c", "d"):
                     cell += f" ({value(rows['w'][a]) / value(rows[v][a]):.2f})"
                 cells.append(cell)
             print(f"| ({label.label}) {label.title} | {' | '.join(cells)} |")
