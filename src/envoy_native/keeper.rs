@@ -149,12 +149,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
         let Some(cfg) = config_ref(config) else {
             return;
         };
-        let answer = if result == abi::CALLOUT_SUCCESS {
-            // SAFETY: Envoy's pointers for this call.
-            unsafe { callout_answer(headers, headers_size, body_chunks, body_chunks_size) }
-        } else {
-            (None, None)
-        };
+        // SAFETY: Envoy's pointers for this call.
+        let answer =
+            unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
         cfg.keeper_callout_done(callout_id, answer);
     });
 }

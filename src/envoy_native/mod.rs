@@ -759,16 +759,21 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: HttpFilter
 }
 const _: abi::OnHttpFilterDestroy = envoy_dynamic_module_on_http_filter_destroy;
 
-/// The answer of a callout, copied out of Envoy's buffers.
+/// The answer of a callout, copied out of Envoy's buffers; neither status
+/// nor body if the callout failed.
 ///
 /// # Safety
 /// The pointers are those Envoy passes to `http_callout_done`.
 unsafe fn callout_answer(
+    result: abi::CalloutResult,
     headers: *mut EnvoyHttpHeader,
     headers_size: usize,
     body_chunks: *mut EnvoyBuffer,
     body_chunks_size: usize,
 ) -> CalloutAnswer {
+    if result != abi::CALLOUT_SUCCESS {
+        return (None, None);
+    }
     let mut status = None;
     if !headers.is_null() {
         // SAFETY: Envoy's array of `headers_size` headers for this call.
@@ -825,12 +830,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     guarded(envoy, filter, (), |f| {
         let pos = f.callouts.iter().position(|(id, _)| *id == callout_id)?;
         let (_, token) = f.callouts.remove(pos);
-        let answer = if result == abi::CALLOUT_SUCCESS {
-            // SAFETY: Envoy's pointers for this call.
-            unsafe { callout_answer(headers, headers_size, body_chunks, body_chunks_size) }
-        } else {
-            (None, None)
-        };
+        // SAFETY: Envoy's pointers for this call.
+        let answer =
+            unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
         let size = answer.1.as_ref().map_or(0, Vec::len);
         with_vm(f, envoy, Some(answer), |vm, host| {
             vm.on_fetch_response(host, token, size);
