@@ -16,17 +16,17 @@
 //    ajv code generated from the projects' Go API types: types, enums,
 //    patterns, required fields and bounds; no CEL rules, and, like the API
 //    server's schemas, no rejection of unknown fields.
-// 2. Unknown fields. A field the schema knows has a type, so the object
-//    with that field's value replaced by one of another type fails; a
-//    misspelt field takes anything. Every value in the object is replaced
-//    in turn: one the published schema does not notice is an error, unless
-//    it is under one of the fields of additions.json.
+// 2. Unknown fields: a key the published validator does not look up
+//    (tests/schema/unknown-fields.mjs), "<JSON pointer> is not a field of
+//    <Kind>", unless it is one of the fields of additions.json.
 // 3. additions.json: the Envoy Gateway v1.9 fields the published package
 //    lacks, as closed JSON schemas of our own (checked here with ajv), each
-//    of which must still be unknown to the published schema.
+//    of which must still be a key the published validator does not look up.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+
+import { message, unknownFieldErrors, validateRecording } from "../../tests/schema/unknown-fields.mjs";
 
 const modules = process.argv[2];
 if (!modules) {
@@ -45,7 +45,6 @@ ajv.addSchema({ $id: "additions", definitions: additions.definitions });
 const objects = JSON.parse(readFileSync(0, "utf8"));
 
 // JSON pointers (RFC 6901) over plain JSON values.
-const escape = (k) => String(k).replaceAll("~", "~0").replaceAll("/", "~1");
 const unescape = (k) => k.replaceAll("~1", "/").replaceAll("~0", "~");
 const parts = (ptr) => ptr.split("/").slice(1).map(unescape);
 function get(value, ptr) {
@@ -55,30 +54,11 @@ function get(value, ptr) {
   }
   return value;
 }
-function replaced(obj, ptr, v) {
-  const copy = structuredClone(obj);
-  const ks = parts(ptr);
-  let node = copy;
-  for (const k of ks.slice(0, -1)) node = node[k];
-  node[ks[ks.length - 1]] = v;
-  return copy;
+// Whether the validator looked up the key at `ptr` in its parent.
+function lookedUp(root, ptr, looked) {
+  const key = parts(ptr).pop();
+  return looked.get(get(root, ptr.slice(0, ptr.lastIndexOf("/"))))?.has(key) ?? false;
 }
-const under = (ptr, parent) => ptr === parent || ptr.startsWith(parent + "/");
-const parentOf = (ptr) => ptr.slice(0, ptr.lastIndexOf("/"));
-
-// Every scalar and every empty object or array, as a pointer.
-function* leaves(value, ptr = "") {
-  if (value !== null && typeof value === "object") {
-    const keys = Object.keys(value);
-    if (keys.length > 0) {
-      for (const k of keys) yield* leaves(value[k], `${ptr}/${escape(k)}`);
-      return;
-    }
-  }
-  yield ptr;
-}
-// A value of another type than v's: the schema of a known field rejects it.
-const otherType = (v) => (v !== null && typeof v === "object" ? 0 : {});
 
 async function publishedModel(obj) {
   const [group, version] = String(obj.apiVersion ?? "").split("/");
@@ -86,19 +66,6 @@ async function publishedModel(obj) {
   if (!pkg || !version || !/^[A-Za-z]+$/.test(obj.kind ?? "")) return null;
   const mod = await import(pathToFileURL(join(pkg, group, version, `${obj.kind}.js`)).href);
   return mod[obj.kind];
-}
-
-function published(Model, obj) {
-  try {
-    new Model(obj).validate();
-    return [];
-  } catch (e) {
-    const errs = e.errors ?? [];
-    if (!errs.length) return [String(e.message ?? e)];
-    return errs.map((err) => `${err.instancePath || "/"} ${err.message}` +
-      (err.params?.allowedValues ? `: ${JSON.stringify(err.params.allowedValues)}` : "") +
-      (err.params?.additionalProperty ? `: ${err.params.additionalProperty}` : ""));
-  }
 }
 
 const results = [];
@@ -117,45 +84,25 @@ for (const obj of objects) {
     continue;
   }
 
-  // 1. the published schema
-  entry.errors.push(...published(Model, obj));
-  if (entry.errors.length) continue;
+  // 1. the published schema, run on a recording view
+  const model = new Model(obj);
+  const { errors, looked } = validateRecording(model);
+  entry.errors.push(...errors);
 
   // 3. our additions
   const own = additions.fields[`${obj.apiVersion} ${obj.kind}`] ?? {};
-  const present = Object.keys(own).filter((ptr) => get(obj, ptr) !== undefined);
+  const present = Object.keys(own).filter((ptr) => get(model, ptr) !== undefined);
   for (const ptr of present) {
     const schema = own[ptr].$ref ? { $ref: `additions${own[ptr].$ref}` } : own[ptr];
     const check = ajv.compile(schema);
-    if (!check(get(obj, ptr))) {
-      for (const err of check.errors) {
-        entry.errors.push(`${ptr}${err.instancePath} ${err.message}` +
-          (err.params?.allowedValues ? `: ${JSON.stringify(err.params.allowedValues)}` : "") +
-          (err.params?.additionalProperty ? `: ${err.params.additionalProperty}` : ""));
-      }
-    }
-    if (published(Model, replaced(obj, ptr, otherType(get(obj, ptr)))).length) {
+    if (!check(get(model, ptr))) entry.errors.push(...check.errors.map((err) => message(err, ptr)));
+    if (lookedUp(model, ptr, looked)) {
       entry.errors.push(`${ptr} is a field the published schema knows: additions.json must not have it`);
     }
   }
 
-  // 2. unknown fields: the highest unknown ancestor of each unnoticed value
-  const reported = new Set();
-  for (const ptr of leaves(obj)) {
-    if (ptr === "/apiVersion" || ptr === "/kind") continue;
-    if (present.some((p) => under(ptr, p))) continue;
-    if (published(Model, replaced(obj, ptr, otherType(get(obj, ptr)))).length) continue;
-    let top = ptr;
-    for (let up = parentOf(top); up !== ""; up = parentOf(up)) {
-      if (/^\d+$/.test(up.slice(up.lastIndexOf("/") + 1))) continue; // a list item
-      if (published(Model, replaced(obj, up, otherType(get(obj, up)))).length) break;
-      top = up;
-    }
-    if (!reported.has(top)) {
-      reported.add(top);
-      entry.errors.push(`${top} is not a field of ${obj.kind}`);
-    }
-  }
+  // 2. unknown fields, outside the additions
+  entry.errors.push(...unknownFieldErrors(model, obj.kind, looked, new Set(present)));
 }
 process.stdout.write(JSON.stringify(results));
 process.exit(results.every((r) => r.errors.length === 0) ? 0 : 1);

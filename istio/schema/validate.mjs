@@ -18,23 +18,16 @@
 //    the API server's schema validation, no x-kubernetes-validations (CEL)
 //    rules; and, as generated, no rejection of unknown fields (the schemas
 //    do not close their objects with additionalProperties: false).
-// 2. Unknown fields. The package has the compiled validators, not the
-//    schemas, so the validator runs on a view of the object that notes,
-//    for every object and list in it, which keys the validator looks up.
-//    ajv's generated code looks up every property its schema declares,
-//    present or not; every key of a map (additionalProperties); and no key
-//    of a free-form object (type: object with
-//    x-kubernetes-preserve-unknown-fields: Istio's protobuf Struct fields,
-//    such as WasmPlugin's spec.pluginConfig and EnvoyFilter's
-//    configPatches[].patch.value). So a key the validator did not look up,
-//    in an object whose keys it did look up, is not a field of the schema:
-//    "<JSON pointer> is not a field of <Kind>" (the outermost such key;
-//    nothing under it is reported). Objects it looked up no key of are
-//    free-form and stay free-form. A top-level object with no key looked
-//    up would make the check blind: that is an error of its own.
+// 2. Unknown fields: a key the validator does not look up
+//    (tests/schema/unknown-fields.mjs), "<JSON pointer> is not a field of
+//    <Kind>". The free-form objects are Istio's protobuf Struct fields, such
+//    as WasmPlugin's spec.pluginConfig and EnvoyFilter's
+//    configPatches[].patch.value.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+
+import { unknownFieldErrors, validateRecording } from "../../tests/schema/unknown-fields.mjs";
 
 const modules = process.argv[2];
 if (!modules) {
@@ -43,58 +36,6 @@ if (!modules) {
 }
 const pkgDir = join(modules, "@kubernetes-models", "istio");
 const objects = JSON.parse(readFileSync(0, "utf8"));
-
-// JSON pointer (RFC 6901) token.
-const escape = (k) => String(k).replaceAll("~", "~0").replaceAll("/", "~1");
-
-// A view of `root` whose objects and lists note the (string) keys looked up
-// in them: `looked` maps each object or list to the set of its keys read.
-function recording(root) {
-  const looked = new WeakMap();
-  const views = new WeakMap();
-  const view = (value) => {
-    if (value === null || typeof value !== "object") return value;
-    let v = views.get(value);
-    if (!v) {
-      const keys = new Set();
-      looked.set(value, keys);
-      v = new Proxy(value, {
-        get(target, key, receiver) {
-          if (typeof key !== "string") return Reflect.get(target, key, receiver);
-          keys.add(key);
-          return Object.hasOwn(target, key) ? view(target[key]) : Reflect.get(target, key, receiver);
-        },
-        has(target, key) {
-          if (typeof key === "string") keys.add(key);
-          return Reflect.has(target, key);
-        },
-      });
-      views.set(value, v);
-    }
-    return v;
-  };
-  return { view: view(root), looked };
-}
-
-// The keys of `value` the validator did not look up, where it looked up
-// others, as JSON pointers; free-form objects (no key looked up) skipped.
-function* unknownKeys(value, looked, ptr = "") {
-  const keys = looked.get(value);
-  if (!keys || keys.size === 0) return;
-  if (Array.isArray(value)) {
-    for (const [i, item] of value.entries()) yield* unknownKeys(item, looked, `${ptr}/${i}`);
-    return;
-  }
-  for (const k of Object.keys(value)) {
-    const at = `${ptr}/${escape(k)}`;
-    if (keys.has(k)) yield* unknownKeys(value[k], looked, at);
-    else yield at;
-  }
-}
-
-const message = (err) => `${err.instancePath || "/"} ${err.message}` +
-  (err.params?.allowedValues ? `: ${JSON.stringify(err.params.allowedValues)}` : "") +
-  (err.params?.additionalProperty ? `: ${err.params.additionalProperty}` : "");
 
 const results = [];
 for (const obj of objects) {
@@ -118,23 +59,10 @@ for (const obj of objects) {
     continue;
   }
 
-  // 1. the schema, run on the recording view
+  // 1. the schema, run on a recording view; 2. the keys it did not look up
   const model = new Model(obj);
-  const { view, looked } = recording(model);
-  try {
-    model.validate.call(view);
-  } catch (e) {
-    const errs = e.errors ?? [];
-    if (errs.length) entry.errors.push(...errs.map(message));
-    else entry.errors.push(String(e.message ?? e));
-  }
-
-  // 2. unknown fields
-  if (!looked.get(model)?.size) {
-    entry.errors.push(`the validator of ${obj.kind} looked up no field: cannot check for unknown fields`);
-    continue;
-  }
-  for (const ptr of unknownKeys(model, looked)) entry.errors.push(`${ptr} is not a field of ${obj.kind}`);
+  const { errors, looked } = validateRecording(model);
+  entry.errors.push(...errors, ...unknownFieldErrors(model, obj.kind, looked));
 }
 process.stdout.write(JSON.stringify(results));
 process.exit(results.every((r) => r.errors.length === 0) ? 0 : 1);
