@@ -31,30 +31,10 @@
 // client sent (SANITIZE_SET). Do not expose this port directly.
 
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 
-import Provider from 'oidc-provider';
+import { makeProvider, readConfig, serve } from './provider-common.mjs';
 
-const configPath = process.argv[2];
-if (!configPath) {
-  process.stderr.write('usage: node oidc-server.mjs CONFIG.json\n');
-  process.exit(2);
-}
-const cfg = JSON.parse(fs.readFileSync(configPath, 'utf8'));
-
-// --- signing keys: stable across restarts ---------------------------------
-
-function loadOrCreateKeys(file) {
-  if (fs.existsSync(file)) {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  }
-  const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const jwk = privateKey.export({ format: 'jwk' });
-  const kid = crypto.createHash('sha256').update(jwk.x + jwk.y).digest('base64url').slice(0, 16);
-  const jwks = { keys: [{ ...jwk, kid, alg: 'ES256', use: 'sig' }] };
-  fs.writeFileSync(file, JSON.stringify(jwks), { mode: 0o600 });
-  return jwks;
-}
+const cfg = readConfig('oidc-server.mjs');
 
 // --- the client certificate, from Envoy's XFCC ----------------------------
 
@@ -124,78 +104,16 @@ function getCertificate(ctx) {
 
 // --- provider --------------------------------------------------------------
 
-const resources = cfg.resources || {};
-const introspectors = new Set(cfg.introspectors || []);
-
-const provider = new Provider(cfg.issuer, {
-  clients: cfg.clients,
-  cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
-  jwks: loadOrCreateKeys(cfg.keys_file),
-  clientDefaults: {
-    id_token_signed_response_alg: 'ES256',
-  },
+const provider = makeProvider(cfg, {
   features: {
-    devInteractions: { enabled: false },
-    clientCredentials: { enabled: true },
-    introspection: {
-      enabled: true,
-      // The resource server (certbound) may introspect every client's
-      // tokens; a client only its own.
-      allowedPolicy(ctx, client, token) {
-        return introspectors.has(client.clientId) || client.clientId === token.clientId;
-      },
-    },
-    revocation: { enabled: true },
     mTLS: {
       enabled: true,
       certificateBoundAccessTokens: true,
       getCertificate,
     },
-    resourceIndicators: {
-      enabled: true,
-      defaultResource: (ctx, client, oneOf) => oneOf,
-      useGrantedResource: () => false,
-      getResourceServerInfo(ctx, resourceIndicator) {
-        const rs = resources[resourceIndicator];
-        if (!rs) throw new Provider.errors.InvalidTarget();
-        return {
-          audience: resourceIndicator,
-          scope: rs.scope,
-          accessTokenTTL: rs.ttl || 300,
-          accessTokenFormat: rs.format,
-          ...(rs.format === 'jwt' ? { jwt: { sign: { alg: 'ES256' } } } : {}),
-        };
-      },
-    },
   },
 });
-// Behind a proxy: believe X-Forwarded-Proto/-Host (links in discovery).
-provider.proxy = true;
-
-for (const event of ['server_error', 'grant.error', 'introspection.error', 'revocation.error']) {
-  provider.on(event, (ctx, err) => {
-    process.stderr.write(`oidc-provider ${event}: ${err?.name}: ${err?.message}`
-      + `${err?.error_description ? ` (${err.error_description})` : ''}\n`);
-  });
-}
-provider.on('grant.success', (ctx) => {
+serve(provider, cfg, (ctx) => {
   const cert = getCertificate(ctx);
-  process.stderr.write(`oidc-provider grant.success client=${ctx.oidc.client?.clientId}`
-    + ` cert=${cert ? cert.subject.replace(/\n/g, ',') : '-'}\n`);
+  return `cert=${cert ? cert.subject.replace(/\n/g, ',') : '-'}`;
 });
-
-const server = provider.listen(cfg.port || 0, cfg.host || '127.0.0.1', () => {
-  process.stdout.write(`listening ${server.address().port}\n`);
-});
-server.on('error', (err) => {
-  process.stderr.write(`listen failed: ${err.message}\n`);
-  process.exit(1);
-});
-
-for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.on(signal, () => {
-    server.close();
-    server.closeAllConnections?.();
-    process.exit(0);
-  });
-}
