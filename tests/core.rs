@@ -1480,23 +1480,24 @@ fn remote_jwks_config() {
     assert!(both.message.contains("exactly one"), "{both}");
 }
 
+/// [`certbound::verify_cached`] with each provider's own audiences.
+fn cached(
+    p: &certbound::Policy,
+    keys: &KeyRing,
+    cache: &mut TokenCache,
+    token: &str,
+    now: i64,
+) -> Result<std::sync::Arc<certbound::VerifiedToken>, certbound::Rejection> {
+    certbound::verify_cached(p, keys, cache, token, now, certbound::Audiences::OfProvider)
+}
+
 #[test]
 fn token_cache_hits_only_the_exact_token() {
     let p = simple_policy(json!({}));
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(10);
     let t = token("good_ES256");
-    assert!(
-        certbound::verify_cached(
-            &p,
-            &keys,
-            &mut cache,
-            &t,
-            now(),
-            certbound::Audiences::OfProvider
-        )
-        .is_ok()
-    );
+    assert!(cached(&p, &keys, &mut cache, &t, now()).is_ok());
     // The cached token with one character of its signature changed, with a
     // byte appended, or cut short: each is verified on its own and fails.
     let last = t.chars().last().unwrap();
@@ -1508,30 +1509,12 @@ fn token_cache_hits_only_the_exact_token() {
     for other in [edited, format!("{t}A"), t[..t.len() - 1].to_string()] {
         let hits = cache.hits;
         assert!(
-            certbound::verify_cached(
-                &p,
-                &keys,
-                &mut cache,
-                &other,
-                now(),
-                certbound::Audiences::OfProvider
-            )
-            .is_err(),
+            cached(&p, &keys, &mut cache, &other, now()).is_err(),
             "{other}"
         );
         assert_eq!(cache.hits, hits, "{other} was answered from the cache");
     }
-    assert!(
-        certbound::verify_cached(
-            &p,
-            &keys,
-            &mut cache,
-            &t,
-            now(),
-            certbound::Audiences::OfProvider
-        )
-        .is_ok()
-    );
+    assert!(cached(&p, &keys, &mut cache, &t, now()).is_ok());
     assert_eq!(cache.hits, 1);
 }
 
@@ -1544,19 +1527,16 @@ fn a_token_verified_on_one_worker_is_a_hit_on_another() {
     a.share(std::sync::Arc::clone(&shared));
     b.share(std::sync::Arc::clone(&shared));
     let t = token("good_ES256");
-    let verify = |cache: &mut TokenCache, t: &str| {
-        certbound::verify_cached(&p, &keys, cache, t, now(), certbound::Audiences::OfProvider)
-    };
-    assert!(verify(&mut a, &t).is_ok());
+    assert!(cached(&p, &keys, &mut a, &t, now()).is_ok());
     assert_eq!((a.hits, a.misses), (0, 1));
     // The other worker finds it behind its own cache, and keeps it.
-    assert!(verify(&mut b, &t).is_ok());
+    assert!(cached(&p, &keys, &mut b, &t, now()).is_ok());
     assert_eq!((b.hits, b.misses), (1, 0));
     assert!(b.contains(&t));
     // Only the exact token: a forged signature is verified, and fails.
     let forged = format!("{}A", &t[..t.len() - 1]);
     if forged != t {
-        assert!(verify(&mut b, &forged).is_err());
+        assert!(cached(&p, &keys, &mut b, &forged, now()).is_err());
         assert_eq!(b.hits, 1);
     }
     // New keys for the provider: the shared entry no longer counts.
@@ -1569,7 +1549,7 @@ fn a_token_verified_on_one_worker_is_a_hit_on_another() {
     // Nor does an expired token.
     let mut d = TokenCache::new(10);
     d.share(std::sync::Arc::clone(&shared));
-    assert!(verify(&mut a, &t).is_ok());
+    assert!(cached(&p, &keys, &mut a, &t, now()).is_ok());
     assert!(
         d.get(&t, |p| keys.generation(p), now() + 10 * 365 * 86_400)
             .is_none()
@@ -1586,17 +1566,7 @@ fn a_cache_of_size_zero_shares_nothing() {
     b.share(shared);
     let t = token("good_ES256");
     for cache in [&mut a, &mut b] {
-        assert!(
-            certbound::verify_cached(
-                &p,
-                &keys,
-                cache,
-                &t,
-                now(),
-                certbound::Audiences::OfProvider
-            )
-            .is_ok()
-        );
+        assert!(cached(&p, &keys, cache, &t, now()).is_ok());
         assert_eq!((cache.hits, cache.misses), (0, 0));
     }
 }
@@ -1607,30 +1577,10 @@ fn a_one_entry_cache_keeps_the_latest_token() {
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(1);
     let (t, u) = (token("good_ES256"), token("good_ES384"));
-    assert!(
-        certbound::verify_cached(
-            &p,
-            &keys,
-            &mut cache,
-            &t,
-            now(),
-            certbound::Audiences::OfProvider
-        )
-        .is_ok()
-    );
+    assert!(cached(&p, &keys, &mut cache, &t, now()).is_ok());
     assert!(cache.get(&t, |p| keys.generation(p), now()).is_some());
     // `u` takes the only entry.
-    assert!(
-        certbound::verify_cached(
-            &p,
-            &keys,
-            &mut cache,
-            &u,
-            now(),
-            certbound::Audiences::OfProvider
-        )
-        .is_ok()
-    );
+    assert!(cached(&p, &keys, &mut cache, &u, now()).is_ok());
     assert!(cache.get(&t, |p| keys.generation(p), now()).is_none());
     assert!(cache.get(&u, |p| keys.generation(p), now()).is_some());
 }
@@ -1641,57 +1591,20 @@ fn token_cache_skips_only_the_signature() {
     let keys = KeyRing::for_policy(&p);
     let mut cache = TokenCache::new(2);
     let t = token("good_ES256");
-    assert!(
-        certbound::verify_cached(
-            &p,
-            &keys,
-            &mut cache,
-            &t,
-            now(),
-            certbound::Audiences::OfProvider
-        )
-        .is_ok()
-    );
+    assert!(cached(&p, &keys, &mut cache, &t, now()).is_ok());
     assert_eq!((cache.hits, cache.misses), (0, 1));
-    assert!(
-        certbound::verify_cached(
-            &p,
-            &keys,
-            &mut cache,
-            &t,
-            now(),
-            certbound::Audiences::OfProvider
-        )
-        .is_ok()
-    );
+    assert!(cached(&p, &keys, &mut cache, &t, now()).is_ok());
     assert_eq!((cache.hits, cache.misses), (1, 1));
     // Time is checked on a hit.
     assert_eq!(
-        certbound::verify_cached(
-            &p,
-            &keys,
-            &mut cache,
-            &t,
-            now() + 400,
-            certbound::Audiences::OfProvider
-        )
-        .map_err(|r| r.error)
-        .err(),
+        cached(&p, &keys, &mut cache, &t, now() + 400)
+            .map_err(|r| r.error)
+            .err(),
         Some(AuthError::Expired)
     );
     // Bounded: the oldest entry goes.
     for n in ["good_ES384", "good_EdDSA", "good_RS256"] {
-        assert!(
-            certbound::verify_cached(
-                &p,
-                &keys,
-                &mut cache,
-                &token(n),
-                now(),
-                certbound::Audiences::OfProvider
-            )
-            .is_ok()
-        );
+        assert!(cached(&p, &keys, &mut cache, &token(n), now()).is_ok());
     }
     assert_eq!(cache.len(), 2);
     // A new key generation invalidates cached verifications.
@@ -1699,17 +1612,7 @@ fn token_cache_skips_only_the_signature() {
     let idp = p.provider_id("idp").unwrap();
     rotated.install(idp, keys.get(idp).unwrap().clone(), 7);
     let misses = cache.misses;
-    assert!(
-        certbound::verify_cached(
-            &p,
-            &rotated,
-            &mut cache,
-            &token("good_RS256"),
-            now(),
-            certbound::Audiences::OfProvider
-        )
-        .is_ok()
-    );
+    assert!(cached(&p, &rotated, &mut cache, &token("good_RS256"), now()).is_ok());
     assert_eq!(cache.misses, misses + 1);
     // The binding is still checked on a hit: same token, other certificate.
     let h = bearer(&t);
