@@ -63,10 +63,15 @@ impl Keeper {
 }
 
 impl NativeConfig {
-    /// Runs `body` with the keeper's runtime and a main-thread host, keeps
-    /// the callouts it started, and tells the tick thread when the next
-    /// tick is due. Nothing if there is no keeper or it is busy.
-    fn keep(&self, callout: Option<CalloutAnswer>, body: impl FnOnce(&mut Vm, &NativeHost<'_>)) {
+    /// Runs `body` with the keeper's runtime, a main-thread host and the
+    /// callouts in flight, keeps the callouts it started, and tells the
+    /// tick thread when the next tick is due. Nothing if there is no keeper
+    /// or it is busy.
+    fn keep(
+        &self,
+        callout: Option<CalloutAnswer>,
+        body: impl FnOnce(&mut Vm, &NativeHost<'_>, &mut Vec<(u64, u32)>),
+    ) {
         let Some(lock) = self.keeper.as_ref() else {
             return;
         };
@@ -82,7 +87,7 @@ impl NativeConfig {
         host.main_thread = true;
         host.metrics = &self.metrics;
         host.callout = callout;
-        body(vm, &host);
+        body(vm, &host, callouts);
         callouts.extend(host.callouts.take());
         drop(host);
         schedulers::config_due(self.scheduler, ticks.next_due());
@@ -90,19 +95,17 @@ impl NativeConfig {
 
     /// The tick thread's event: a tick, if one is due.
     fn keeper_tick(&self) {
-        self.keep(None, tick_if_due);
+        self.keep(None, |vm, host, _| tick_if_due(vm, host));
     }
 
     /// The answer to (or failure of) one of the keeper's callouts.
     fn keeper_callout_done(&self, callout_id: u64, answer: CalloutAnswer) {
-        let token = self.keeper.as_ref().and_then(|lock| {
-            let mut k = lock.try_lock().ok()?;
-            let i = k.callouts.iter().position(|(id, _)| *id == callout_id)?;
-            Some(k.callouts.swap_remove(i).1)
-        });
-        let Some(token) = token else { return };
         let size = answer.1.as_ref().map_or(0, Vec::len);
-        self.keep(Some(answer), |vm, host| {
+        self.keep(Some(answer), |vm, host, callouts| {
+            let Some(i) = callouts.iter().position(|(id, _)| *id == callout_id) else {
+                return;
+            };
+            let (_, token) = callouts.swap_remove(i);
             vm.on_fetch_response(host, token, size);
             tick_if_due(vm, host);
         });
