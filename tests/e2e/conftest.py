@@ -16,12 +16,6 @@ import pytest
 import harness
 from harness import Backend, Envoy, Pki
 
-# Envoys that should stay healthy; their logs are checked after every test.
-_HEALTHY: list[Envoy] = []
-# VM-failure log lines already reported by a test (not repeated at the end).
-_REPORTED: set[str] = set()
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     build = harness.SO if harness.BUILD == "native" else harness.WASM
     missing = [p for p in (harness.ENVOY_BIN, build) if not Path(p).exists()]
@@ -110,36 +104,25 @@ def envoy_factory(pki: Pki, backend: Backend, envoy_workdir: Path) -> Iterator[E
         envoy.extra_env = dict(env or {})
         running[name] = envoy
         envoy.start()
-        _HEALTHY.append(envoy)
+        harness.WATCH.add(envoy)
         return envoy
 
     yield start
 
-    problems = []
-    for envoy in running.values():
-        envoy.stop()
-        bad = [ln for ln in envoy.vm_failures() if ln not in _REPORTED]
-        if bad:
-            problems.append(f"envoy[{envoy.name}] ({envoy.log_path}):\n  " + "\n  ".join(bad[:20]))
-        if envoy in _HEALTHY:
-            _HEALTHY.remove(envoy)
-    if problems:
-        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(problems), pytrace=False)
+    left = harness.WATCH.stop(running.values())
+    if left:
+        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(left[:20]), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
 def _no_vm_failures() -> Iterator[None]:
-    """Fail the test if a healthy Envoy logged a VM failure while it ran."""
-    before = {id(e): e.log_size() for e in _HEALTHY}
+    """Fail the test if a watched Envoy (harness.WATCH) logged a VM failure
+    while it ran."""
+    harness.WATCH.mark()
     yield
-    problems = []
-    for envoy in list(_HEALTHY):
-        bad = envoy.vm_failures(since=before.get(id(envoy), 0))
-        _REPORTED.update(bad)
-        if bad:
-            problems.append(f"envoy[{envoy.name}]:\n  " + "\n  ".join(bad[:20]))
-    if problems:
-        pytest.fail("wasm VM failures in Envoy log:\n" + "\n".join(problems), pytrace=False)
+    bad = harness.WATCH.failures_since_mark()
+    if bad:
+        pytest.fail("wasm VM failures in Envoy log:\n" + "\n".join(bad[:20]), pytrace=False)
 
 
 @pytest.fixture(scope="session")

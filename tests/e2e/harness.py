@@ -499,6 +499,49 @@ class Envoy:
         return [ln for ln in self.log_text(since).splitlines() if VM_FAILURE.search(ln)]
 
 
+class VmWatch:
+    """Envoys whose logs must show no VM failure (VM_FAILURE): conftest
+    checks what they log while each test runs, and whoever stops them
+    checks what is left."""
+
+    def __init__(self) -> None:
+        self.envoys: list[Envoy] = []
+        self._marks: dict[int, int] = {}
+        self._reported: set[str] = set()
+
+    def add(self, envoy: Envoy) -> Envoy:
+        self.envoys.append(envoy)
+        return envoy
+
+    def mark(self) -> None:
+        """Where each log ends now: the start of a test."""
+        self._marks = {id(e): e.log_size() for e in self.envoys}
+
+    def failures_since_mark(self) -> list[str]:
+        out = []
+        for e in list(self.envoys):
+            bad = e.vm_failures(since=self._marks.get(id(e), 0))
+            self._reported.update(bad)
+            out += [f"envoy[{e.name}] {ln}" for ln in bad]
+        return out
+
+    def stop(self, envoys: Any) -> list[str]:
+        """Stops `envoys` and stops watching them; their VM-failure lines
+        that no test has reported yet."""
+        left = []
+        for e in list(envoys):
+            e.stop()
+            if e in self.envoys:
+                self.envoys.remove(e)
+            left += [f"envoy[{e.name}] ({e.log_path}) {ln}"
+                     for ln in e.vm_failures() if ln not in self._reported]
+        return left
+
+
+# The Envoys of the whole e2e session that must stay healthy.
+WATCH = VmWatch()
+
+
 # ---------------------------------------------------------------------------
 # echo backend that records what reached it
 # ---------------------------------------------------------------------------

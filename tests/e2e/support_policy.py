@@ -411,14 +411,13 @@ def front_config(
 
 
 class Fleet:
-    """Envoys of one test module: started together, logs checked per test."""
+    """Envoys of one test module: started together, watched for VM
+    failures (harness.WATCH)."""
 
     def __init__(self, pki: Pki, workdir: Path) -> None:
         self.pki = pki
         self.workdir = workdir
         self.envoys: list[Envoy] = []
-        self._marks: dict[int, int] = {}
-        self._reported: set[str] = set()
 
     def start(self, specs: Mapping[str, tuple[dict[str, Any], str | None]]) -> dict[str, Envoy]:
         """``{name: (config, CERTBOUND_JWKS or None)}`` -> ready Envoys,
@@ -426,30 +425,16 @@ class Fleet:
         made = {name: Envoy(name, cfg, self.pki.root, self.workdir, jwks)
                 for name, (cfg, jwks) in specs.items()}
         self.envoys.extend(made.values())
+        for e in made.values():
+            harness.WATCH.add(e)
         with ThreadPoolExecutor(max_workers=max(1, min(len(made), os.cpu_count() or 2))) as pool:
             for f in [pool.submit(e.start) for e in made.values()]:
                 f.result()
         return made
 
-    def mark(self) -> None:
-        self._marks = {id(e): e.log_size() for e in self.envoys}
-
-    def failures_since_mark(self) -> list[str]:
-        out = []
-        for e in self.envoys:
-            bad = e.vm_failures(since=self._marks.get(id(e), 0))
-            self._reported.update(bad)
-            out += [f"envoy[{e.name}] {ln}" for ln in bad]
-        return out
-
     def stop(self) -> list[str]:
         """Stop all; VM-failure lines not reported by a test yet."""
-        left = []
-        for e in self.envoys:
-            e.stop()
-            left += [f"envoy[{e.name}] ({e.log_path}) {ln}"
-                     for ln in e.vm_failures() if ln not in self._reported]
-        return left
+        return harness.WATCH.stop(self.envoys)
 
 
 def can_bind(addr: str) -> bool:
@@ -483,12 +468,3 @@ def fleet(pki, envoy_workdir):
     left = f.stop()
     if left:
         pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(left[:20]), pytrace=False)
-
-
-@pytest.fixture(autouse=True)
-def _vm_healthy(fleet):
-    fleet.mark()
-    yield
-    bad = fleet.failures_since_mark()
-    if bad:
-        pytest.fail("wasm VM failures in Envoy log:\n" + "\n".join(bad[:20]), pytrace=False)

@@ -92,9 +92,6 @@ def as_server(envoy_workdir) -> Iterator[DpopProvider]:
     server.stop()
 
 
-_ENVOYS: list[harness.Envoy] = []
-
-
 @pytest.fixture(scope="module")
 def start_api(pki, backend, envoy_workdir, as_server) -> Iterator[Callable[..., InteropEnvoy]]:
     """start(name, dpop) -> a certbound Envoy whose provider trusts the
@@ -117,30 +114,14 @@ def start_api(pki, backend, envoy_workdir, as_server) -> Iterator[Callable[..., 
         envoy = InteropEnvoy(f"dpop_interop_{name}", cfg, pki.root, envoy_workdir)
         started.append(envoy)
         envoy.start()
-        _ENVOYS.append(envoy)
+        harness.WATCH.add(envoy)
         return envoy
 
     yield start
 
-    problems = []
-    for envoy in started:
-        envoy.stop()
-        _ENVOYS.remove(envoy)
-        bad = envoy.vm_failures()
-        if bad:
-            problems.append(f"envoy[{envoy.name}] ({envoy.log_path}):\n  " + "\n  ".join(bad[:20]))
-    if problems:
-        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(problems), pytrace=False)
-
-
-@pytest.fixture(autouse=True)
-def _no_vm_failures_in_these_envoys() -> Iterator[None]:
-    before = {id(e): e.log_size() for e in _ENVOYS}
-    yield
-    bad = [f"envoy[{e.name}]: {ln}" for e in list(_ENVOYS)
-           for ln in e.vm_failures(since=before.get(id(e), 0))]
-    if bad:
-        pytest.fail("wasm VM failures in Envoy log:\n" + "\n".join(bad[:20]), pytrace=False)
+    left = harness.WATCH.stop(started)
+    if left:
+        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(left[:20]), pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -44,8 +44,8 @@ import pytest
 
 import harness
 from harness import demo
-from support_policy import (  # noqa: F401 (echo, fleet, _vm_healthy: shared fixtures)
-    _vm_healthy, echo, fleet,
+from support_policy import (  # noqa: F401 (echo, fleet: shared fixtures)
+    echo, fleet,
     Stats, assert_invalid_token, assert_passed, back_config, can_bind,
     cert_der, front_config, issue_client_cert, rfc9440, send, unique, url_encoded_pem, xfcc_naming,
 )

@@ -72,11 +72,6 @@ def oidc(interop_ready, envoy_workdir) -> Iterator[OidcProvider]:
     server.stop()
 
 
-# Envoys of this module that must stay healthy: their logs are scanned for
-# wasm VM failures after every test and at the end.
-_ENVOYS: list[harness.Envoy] = []
-
-
 @pytest.fixture(scope="module")
 def front(oidc, pki, envoy_workdir) -> Iterator[harness.Envoy]:
     envoy = harness.Envoy("interop_front", front_envoy_config(oidc.port), pki.root,
@@ -144,34 +139,14 @@ def start_certbound(pki, backend, envoy_workdir) -> Iterator[StartCertbound]:
         envoy = InteropEnvoy(f"interop_{name}", cfg, pki.root, envoy_workdir, extra_env=env)
         started.append(envoy)
         envoy.start()
-        _ENVOYS.append(envoy)
+        harness.WATCH.add(envoy)
         return envoy
 
     yield start
 
-    problems = []
-    for envoy in started:
-        envoy.stop()
-        if envoy in _ENVOYS:
-            _ENVOYS.remove(envoy)
-        bad = envoy.vm_failures()
-        if bad:
-            problems.append(f"envoy[{envoy.name}] ({envoy.log_path}):\n  " + "\n  ".join(bad[:20]))
-    if problems:
-        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(problems), pytrace=False)
-
-
-@pytest.fixture(autouse=True)
-def _no_vm_failures_in_interop_envoys() -> Iterator[None]:
-    before = {id(e): e.log_size() for e in _ENVOYS}
-    yield
-    problems = []
-    for envoy in list(_ENVOYS):
-        bad = envoy.vm_failures(since=before.get(id(envoy), 0))
-        if bad:
-            problems.append(f"envoy[{envoy.name}]:\n  " + "\n  ".join(bad[:20]))
-    if problems:
-        pytest.fail("wasm VM failures in Envoy log:\n" + "\n".join(problems), pytrace=False)
+    left = harness.WATCH.stop(started)
+    if left:
+        pytest.fail("wasm VM failures in Envoy logs:\n" + "\n".join(left[:20]), pytrace=False)
 
 
 def provider_base(**kw: Any) -> dict[str, Any]:

@@ -19,8 +19,8 @@ import pytest
 
 import harness
 from harness import demo
-from support_policy import (  # noqa: F401 (echo, fleet, _vm_healthy: shared fixtures)
-    _vm_healthy, echo, fleet,
+from support_policy import (  # noqa: F401 (echo, fleet: shared fixtures)
+    echo, fleet,
     AUDIENCE, ISSUER, Reply, Stats, assert_invalid_token, assert_missing_token, assert_passed,
     claims,
     payload_segment, send, sign, unique,
