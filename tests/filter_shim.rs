@@ -363,9 +363,16 @@ fn bad_config_is_refused_and_named() {
         assert!(root.create_http_context(1).is_none());
         assert!(h.logs().contains(field), "{}", h.logs());
     }
-    let h = host();
-    let mut root = CertboundRoot::new(h.clone());
-    assert!(!root.on_configure(0), "no configuration at all");
+    // No configuration at all, or an empty one: refused as empty.
+    for h in [host(), host().with_config("")] {
+        let mut root = CertboundRoot::new(h.clone());
+        assert!(!root.on_configure(0), "no configuration at all");
+        assert!(
+            h.logs().contains("the configuration is empty"),
+            "{}",
+            h.logs()
+        );
+    }
 }
 
 #[test]

@@ -660,6 +660,26 @@ fn a_bad_configuration_is_refused_with_the_field_named_error() {
     );
 }
 
+#[test]
+fn no_filter_config_is_refused_as_empty() {
+    let cfg = FakeConfig::default();
+    fake_envoy::install();
+    fake_envoy::take_log();
+    let none = EnvoyBuffer {
+        ptr: core::ptr::null(),
+        length: 0,
+    };
+    let c = envoy_dynamic_module_on_http_filter_config_new(cfg.ptr(), buf(b"certbound"), none);
+    assert!(c.is_null());
+    assert!(config(&cfg, " ").is_null());
+    let log = fake_envoy::take_log();
+    let empty = log
+        .iter()
+        .filter(|(l, m)| *l == abi::LOG_ERROR && m.contains("the configuration is empty"))
+        .count();
+    assert_eq!(empty, 2, "{log:?}");
+}
+
 fn remote_cfg(uri: &str) -> String {
     serde_json::json!({"providers": {"idp": provider(serde_json::json!({
         "local_jwks": null,

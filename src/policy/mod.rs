@@ -44,6 +44,14 @@ pub fn parse(bytes: &[u8], env: &dyn Environment) -> Result<Policy, ConfigError>
             format!("configuration is over {MAX_CONFIG_BYTES} bytes"),
         ));
     }
+    // No configuration at all (none given, or an empty string) is said as
+    // such, not as a JSON syntax error.
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(err(
+            "",
+            "the configuration is empty; it needs at least `providers`",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -100,6 +108,25 @@ mod tests {
 
     fn refused(cfg: Value) -> ConfigError {
         parse_json(&cfg).unwrap_err()
+    }
+
+    #[test]
+    fn an_empty_configuration_is_refused_as_empty() {
+        for bytes in [&b""[..], b" \n\t"] {
+            let e = parse(bytes, &no_env).unwrap_err();
+            assert_eq!(e.field, "");
+            assert_eq!(
+                e.to_string(),
+                "invalid configuration: the configuration is empty; it needs at least `providers`"
+            );
+        }
+        // `{}` is JSON: the missing field is named.
+        assert!(
+            parse(b"{}", &no_env)
+                .unwrap_err()
+                .to_string()
+                .contains("providers")
+        );
     }
 
     #[test]

@@ -57,13 +57,8 @@ impl<H: Host> Context for CertboundRoot<H> {
 impl<H: Host + 'static> RootContext for CertboundRoot<H> {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let host = &*self.host;
-        let Some(bytes) = host.plugin_configuration() else {
-            host.log(
-                log::Level::Error,
-                "certbound: no plugin configuration; refusing to start",
-            );
-            return false;
-        };
+        // None when Envoy gives no configuration: refused by `parse` as empty.
+        let bytes = host.plugin_configuration().unwrap_or_default();
         let env = |name: &str| host.env_var(name);
         match crate::policy::parse(&bytes, &env) {
             Ok(policy) => {

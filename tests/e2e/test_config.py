@@ -91,6 +91,19 @@ def test_invalid_plugin_config_fails_validation(pki, backend, envoy_workdir, req
     assert "panicked" not in out, out
 
 
+def test_an_empty_configuration_is_refused_as_empty(pki, backend, envoy_workdir):
+    """An empty configuration is refused as such, in the words of both
+    builds, not as a JSON syntax error."""
+    cfg = harness.scenario_config(backend.port, plugin="")
+    path = envoy_workdir / "validate-empty.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    res = harness.validate(path, cwd=pki.root, jwks_text=pki.jwks_text)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert "certbound: invalid configuration: the configuration is empty" in out, out
+    assert "panicked" not in out, out
+
+
 def test_invalid_plugin_config_makes_envoy_exit(pki, backend, envoy_workdir):
     plugin = harness.plugin_json(harness.load_shipped_config())
     plugin["providers"]["idp"]["unknown_field"] = 1
