@@ -148,13 +148,14 @@ class DpopClient:
         self.as_server, self.pki, self.key_file, self.alg = as_server, pki, key_file, alg
 
     def run(self, mode: str, *args: str, token: str | None = None) -> dict[str, Any]:
-        cmd = [NODE, str(CLIENT_SCRIPT), mode, *args,
-               "--issuer", self.as_server.issuer, "--client-id", DPOP_CLIENT_ID,
-               "--client-secret", self.as_server.client_secret,
-               "--resource", API, "--scope", SCOPE,
-               "--alg", self.alg, "--key-file", str(self.key_file)]
+        opts = {"issuer": self.as_server.issuer, "client-id": DPOP_CLIENT_ID,
+                "client-secret": self.as_server.client_secret, "resource": API,
+                "scope": SCOPE, "alg": self.alg, "key-file": str(self.key_file)}
         if token is not None:
-            cmd += ["--token", token]
+            opts["token"] = token
+        # --name=value: node's parseArgs refuses a separate value that starts
+        # with "-", as a random secret may.
+        cmd = [NODE, str(CLIENT_SCRIPT), mode, *args, *(f"--{k}={v}" for k, v in opts.items())]
         env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(self.pki.ca)}
         out = subprocess.run(cmd, cwd=INTEROP_DIR, env=env, capture_output=True, text=True,
                              timeout=60)
