@@ -1011,3 +1011,47 @@ fn changed_request_headers_clear_the_route_cache() {
     envoy_dynamic_module_on_http_filter_destroy(f);
     envoy_dynamic_module_on_http_filter_config_destroy(c);
 }
+
+/// More headers than the stack holds: every one is still read, so a token
+/// past the 32nd header counts, and so does a second copy.
+#[test]
+fn every_header_of_a_long_map_is_read() {
+    at_vectors_now();
+    let cfg = FakeConfig::default();
+    let c = config(&cfg, &guarded_cfg());
+    let filler: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-filler-{i}"), "v".to_string()))
+        .collect();
+    let stream = |tokens: &[String]| {
+        let s = bound_stream(&token("good_ES256"), CLIENT_A_SHA256);
+        let mut headers = s.request_headers.borrow_mut();
+        headers.retain(|(k, _)| k != b"authorization");
+        for (k, v) in &filler {
+            headers.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+        }
+        for t in tokens {
+            headers.push((
+                b"authorization".to_vec(),
+                format!("Bearer {t}").into_bytes(),
+            ));
+        }
+        drop(headers);
+        s
+    };
+    let one = stream(&[token("good_ES256")]);
+    let f = envoy_dynamic_module_on_http_filter_new(c, one.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(one.ptr(), f, true),
+        abi::HEADERS_CONTINUE
+    );
+    envoy_dynamic_module_on_http_filter_destroy(f);
+    let two = stream(&[token("good_ES256"), token("good_RS256")]);
+    let f = envoy_dynamic_module_on_http_filter_new(c, two.ptr());
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(two.ptr(), f, true),
+        abi::HEADERS_STOP_ITERATION
+    );
+    assert_eq!(two.replies.borrow().first().map(|r| r.status), Some(400));
+    envoy_dynamic_module_on_http_filter_destroy(f);
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+}
